@@ -1,0 +1,25 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create the
+# environment at .venv on first use (Python 3.11: torch 2.14.1 / torchvision 0.29.1 come
+# from the local wheel store).
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev,lmms]'
+	touch $(STAMP)
+
+.PHONY: setup demo test lint
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vlmrl demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,121 @@
+"""The output formats models are taught, and total parsers for them.
+
+Model output is untrusted input: every parser here returns a value or a `FormatFailure`
+(never raises on any string), so a malformed answer, tool call or vote is counted and
+rewarded as a format error instead of killing a run.
+
+Formats (the tiny default is pretrained on exactly these):
+- answer:    optional `<think>...</think>` then `<answer>VALUE</answer>`
+- tool call: `<tool_call>{"name": "zoom", "arguments": {...}}</tool_call>`
+- vote:      an answer whose value names a player, e.g. `<answer>3</answer>`
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_TOOL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+_INTEGER = re.compile(r"[-+]?\d+")
+
+
+@dataclass(frozen=True)
+class FormatFailure:
+    """Why a model output could not be parsed."""
+
+    reason: str
+
+    def __bool__(self) -> bool:  # lets callers write `if not parsed: ...`
+        return False
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+def format_answer(value: str, thought: str | None = None) -> str:
+    prefix = f"{THINK_OPEN}{thought}{THINK_CLOSE}" if thought else ""
+    return f"{prefix}{ANSWER_OPEN}{value}{ANSWER_CLOSE}"
+
+
+def parse_answer(text: Any) -> str | FormatFailure:
+    """The stripped content of the last `<answer>` block, or why there is none."""
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    matches = _ANSWER.findall(text)
+    if not matches:
+        if ANSWER_OPEN in text:
+            return FormatFailure("unclosed <answer> tag")
+        return FormatFailure("no <answer>...</answer> block")
+    value = matches[-1].strip()
+    if not value:
+        return FormatFailure("empty answer")
+    if ANSWER_OPEN in value:
+        return FormatFailure("nested <answer> tag")
+    return value
+
+
+def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
+    return f"{TOOL_OPEN}{json.dumps({'name': name, 'arguments': arguments}, separators=(', ', ': '))}{TOOL_CLOSE}"
+
+
+def parse_tool_call(text: Any) -> ToolCall | FormatFailure:
+    """The first `<tool_call>` block as a ToolCall, or why it is not one."""
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    match = _TOOL.search(text)
+    if match is None:
+        return FormatFailure("no <tool_call>...</tool_call> block")
+    try:
+        payload = json.loads(match.group(1))
+    except (json.JSONDecodeError, RecursionError) as error:
+        return FormatFailure(f"tool call is not valid JSON: {error}")
+    if not isinstance(payload, dict):
+        return FormatFailure("tool call must be a JSON object")
+    name = payload.get("name")
+    arguments = payload.get("arguments", {})
+    if not isinstance(name, str) or not name:
+        return FormatFailure("tool call has no string 'name'")
+    if not isinstance(arguments, dict):
+        return FormatFailure("tool call 'arguments' must be an object")
+    return ToolCall(name=name, arguments=arguments)
+
+
+def parse_vote(text: Any, players: int) -> int | FormatFailure:
+    """A vote for player 1..players, from the answer block; 0 is not a player."""
+    answer = parse_answer(text)
+    if isinstance(answer, FormatFailure):
+        return answer
+    found = _INTEGER.search(answer)
+    if found is None:
+        return FormatFailure(f"vote {answer!r} names no player number")
+    try:
+        player = int(found.group())
+    except ValueError:
+        return FormatFailure(f"vote {answer!r} is not a number")
+    if not 1 <= player <= players:
+        return FormatFailure(f"vote for player {player}, but players are 1..{players}")
+    return player
+
+
+def parse_number(text: Any) -> float | FormatFailure:
+    """A float from an answer string such as '3', '-2.5', '1,204' or '42%'."""
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    cleaned = text.strip().replace(",", "").rstrip("%").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return FormatFailure(f"{text!r} is not a number")
+    if value != value or value in (float("inf"), float("-inf")):
+        return FormatFailure(f"{text!r} is not a finite number")
+    return value

@@ -76,7 +76,9 @@ def info() -> None:
     import torch
 
     gpu = torch.cuda.is_available()
-    table.add_row("device", torch.cuda.get_device_name(0) if gpu else f"cpu ({torch.get_num_threads()} threads)")
+    table.add_row(
+        "device", torch.cuda.get_device_name(0) if gpu else f"cpu ({torch.get_num_threads()} threads)"
+    )
     for package, label in (("lmms_eval", "lmms-eval"), ("vllm", "vLLM")):
         usable = importlib.util.find_spec(package) is not None
         note = "usable" if usable else "not installed"

@@ -12,8 +12,9 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -81,15 +82,15 @@ def _coerce(name: str, annotation: Any, value: Any, source: str) -> Any:
         pass
     else:
         return value
-    raise ConfigError(
-        f"{source}: '{name}' = {value!r} is not a valid {getattr(base, '__name__', str(base))}"
-    )
+    raise ConfigError(f"{source}: '{name}' = {value!r} is not a valid {getattr(base, '__name__', str(base))}")
 
 
 def from_dict(config_class: type[ConfigT], values: dict[str, Any], source: str = "config") -> ConfigT:
     """Build a config from a mapping, rejecting unknown keys and values of the wrong type."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{source}: expected a mapping of option names to values, got {type(values).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of option names to values, got {type(values).__name__}"
+        )
     hints = typing.get_type_hints(config_class)
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - known)
@@ -144,7 +145,9 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
             inspect.Parameter(
                 "config_file",
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, "--config", help="YAML file with option values; flags given here win."),
+                default=typer.Option(
+                    None, "--config", help="YAML file with option values; flags given here win."
+                ),
                 annotation=typing.Optional[Path],
             )
         ]

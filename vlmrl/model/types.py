@@ -54,7 +54,11 @@ class Generation:
 
     def as_message(self) -> Message:
         """The assistant message to append to the conversation (keeps the exact ids)."""
-        return {"role": "assistant", "content": [{"type": "text", "text": self.text}], "token_ids": list(self.token_ids)}
+        return {
+            "role": "assistant",
+            "content": [{"type": "text", "text": self.text}],
+            "token_ids": list(self.token_ids),
+        }
 
 
 @dataclass
@@ -70,7 +74,9 @@ class TokenScores:
     attention_mask: torch.Tensor  # [batch, length] bool
     action_mask: torch.Tensor  # [batch, length] bool
     logprobs: torch.Tensor  # [batch, length] float (carries grad when called with grad enabled)
-    turn_index: torch.Tensor  # [batch, length] long: which assistant turn (0, 1, ...) a token belongs to, -1 elsewhere
+    turn_index: (
+        torch.Tensor
+    )  # [batch, length] long: which assistant turn (0, 1, ...) a token belongs to, -1 elsewhere
     entropy: torch.Tensor | None = None  # [batch, length], when asked
     hidden_states: torch.Tensor | None = None  # [batch, length, hidden] last layer, when asked
     # For each conversation, the position of the last token before each assistant turn: the

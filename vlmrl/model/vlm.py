@@ -1,0 +1,445 @@
+"""`VLM`: the one wrapper every method, trainer and evaluation goes through.
+
+It hides the differences between model families behind three verbs: `generate` (batched
+sampling with the sampler's log-probs), `score` (one forward pass returning per-token
+log-probs of exactly the assistant's tokens) and `save`. See DESIGN 3.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlmrl.model.encoding import ConversationEncoder, ConversationError, Encoded, collate_vision
+from vlmrl.model.families import Family, family_for
+from vlmrl.model.types import Conversation, Generation, SamplingParams, TokenScores
+
+TINY_DIRECTORY = Path(__file__).resolve().parent.parent / "assets" / "tiny"
+
+
+class ModelLoadError(ValueError):
+    """A model spec could not be resolved to a loadable model."""
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: Any = "all-linear"
+
+
+def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    table.update({"float16": torch.float16, "fp16": torch.float16})
+    if dtype not in table:
+        raise ValueError(f"dtype '{dtype}' is not one of auto/{'/'.join(table)}")
+    return table[dtype]
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _model_class(model_type: str):
+    import transformers
+
+    names = {
+        "qwen2_vl": "Qwen2VLForConditionalGeneration",
+        "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+        "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    }
+    if model_type in names:
+        return getattr(transformers, names[model_type])
+    return transformers.AutoModelForImageTextToText
+
+
+class VLM:
+    """A vision-language model with its processor, behind one interface for all families."""
+
+    def __init__(self, model: Any, processor: Any, family: Family, name: str = "model"):
+        self.model = model
+        self.processor = processor
+        self.family = family
+        self.name = name
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.encoder = ConversationEncoder(processor, family)
+        self._adapter_disabled = False
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        spec: str | Path,
+        *,
+        dtype: str | torch.dtype = "auto",
+        device: str | torch.device = "auto",
+        lora: LoraSettings | dict | None = None,
+        trust_remote_code: bool = False,
+    ) -> VLM:
+        """Load `spec`: "tiny", "tiny-teacher", a local directory or a hub id."""
+        from transformers import AutoConfig, AutoProcessor
+
+        torch_device = _resolve_device(device)
+        torch_dtype = _resolve_dtype(dtype, torch_device)
+        spec = str(spec)
+        if spec in ("tiny", "tiny-teacher"):
+            from vlmrl.model.tiny import load_tiny
+
+            vlm = load_tiny(spec, dtype=torch_dtype)
+        else:
+            path = Path(spec).expanduser()
+            looks_local = path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1
+            if looks_local:
+                if not path.is_dir():
+                    raise ModelLoadError(f"model '{spec}': no such directory")
+                if not (path / "config.json").is_file():
+                    raise ModelLoadError(
+                        f"model '{spec}': directory has no config.json (expected a saved model)"
+                    )
+                try:
+                    json.loads((path / "config.json").read_text())
+                except json.JSONDecodeError as error:
+                    raise ModelLoadError(
+                        f"model '{spec}': config.json is not valid JSON ({error})"
+                    ) from error
+            try:
+                config = AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code)
+            except (OSError, ValueError) as error:
+                where = (
+                    "directory"
+                    if looks_local
+                    else "hub id (is the hub reachable? use a local directory offline)"
+                )
+                raise ModelLoadError(
+                    f"model '{spec}': cannot read its config as a {where}: {error}"
+                ) from error
+            family = family_for(getattr(config, "model_type", "?"), source=f"model '{spec}'")
+            try:
+                processor = AutoProcessor.from_pretrained(spec, trust_remote_code=trust_remote_code)
+                model = _model_class(config.model_type).from_pretrained(
+                    spec, dtype=torch_dtype, trust_remote_code=trust_remote_code
+                )
+            except (OSError, ValueError) as error:
+                raise ModelLoadError(f"model '{spec}': cannot load weights or processor: {error}") from error
+            vlm = cls(model, processor, family, name=spec)
+        vlm.model.to(torch_device)
+        vlm.model.eval()
+        if lora is not None:
+            vlm.enable_lora(lora if isinstance(lora, LoraSettings) else LoraSettings(**lora))
+        return vlm
+
+    def enable_lora(self, settings: LoraSettings) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=settings.rank,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=settings.target_modules,
+        )
+        self.model = get_peft_model(self.model, config)
+
+    @property
+    def uses_lora(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def end_of_turn_id(self) -> int:
+        return self.encoder.end_of_turn_id
+
+    def context_length(self) -> int:
+        config = self.model.config
+        text_config = getattr(config, "text_config", config)
+        return int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
+
+    # ------------------------------------------------------------------ batching
+    def encode(self, conversations: Sequence[Conversation], add_generation_prompt: bool) -> list[Encoded]:
+        if isinstance(conversations, dict) or not isinstance(conversations, Sequence):
+            raise ConversationError("expected a list of conversations (each a list of messages)")
+        return [self.encoder.encode(c, i, add_generation_prompt) for i, c in enumerate(conversations)]
+
+    def _batch(self, encoded: list[Encoded], padding_side: str) -> dict[str, torch.Tensor]:
+        length = max(len(e.input_ids) for e in encoded)
+        pad = self.tokenizer.pad_token_id
+        ids, mask = [], []
+        for item in encoded:
+            padding = length - len(item.input_ids)
+            if padding_side == "left":
+                ids.append([pad] * padding + item.input_ids)
+                mask.append([0] * padding + [1] * len(item.input_ids))
+            else:
+                ids.append(item.input_ids + [pad] * padding)
+                mask.append([1] * len(item.input_ids) + [0] * padding)
+        batch = {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "attention_mask": torch.tensor(mask, dtype=torch.long),
+        }
+        if (
+            hasattr(self.processor, "create_mm_token_type_ids")
+            and getattr(self.processor, "image_token_id", None) is not None
+        ):
+            types = self.processor.create_mm_token_type_ids(ids)
+            batch["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
+        if self.family.token_type_ids:
+            image_token = getattr(self.processor, "image_token_id", None)
+            batch["token_type_ids"] = (batch["input_ids"] == image_token).long()
+        vision = collate_vision([piece for item in encoded for piece in item.vision], self.family)
+        if "pixel_values" in vision:
+            vision["pixel_values"] = vision["pixel_values"].to(self.model.dtype)
+        batch.update(vision)
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    @contextlib.contextmanager
+    def _adapter_context(self) -> Iterator[None]:
+        if self._adapter_disabled and self.uses_lora:
+            with self.model.disable_adapter():
+                yield
+        else:
+            yield
+
+    # ------------------------------------------------------------------ generate
+    @torch.no_grad()
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        sampling: SamplingParams | None = None,
+        batch_size: int | None = None,
+    ) -> list[Generation]:
+        """Sample `sampling.n` completions per conversation, batched and left-padded.
+
+        Returns len(conversations) * n generations ordered by prompt, then sample. Each carries
+        the sampled ids (with the end-of-turn token when the model stopped) and the sampler's
+        log-prob of each id: log-softmax of the logits after temperature/top-k/top-p, which at
+        temperature 1 with no truncation are the model's own log-probs (what `score` returns).
+        A stop string ends a completion; it is kept in both text and ids.
+        """
+        sampling = sampling or SamplingParams()
+        encoded = self.encode(conversations, add_generation_prompt=True)
+        limit = self.context_length()
+        for index, item in enumerate(encoded):
+            if len(item.input_ids) + sampling.max_new_tokens > limit:
+                raise ConversationError(
+                    f"conversation {index}: prompt of {len(item.input_ids)} tokens plus max_new_tokens="
+                    f"{sampling.max_new_tokens} exceeds the model's context of {limit} tokens"
+                )
+        jobs = [(p, s) for p in range(len(encoded)) for s in range(sampling.n)]
+        batch_size = batch_size or len(jobs)
+        results: list[Generation] = []
+        generator_state = None
+        if sampling.seed is not None:
+            generator_state = torch.random.get_rng_state()
+            torch.manual_seed(sampling.seed)
+        try:
+            self.model.eval()
+            for start in range(0, len(jobs), batch_size):
+                chunk = jobs[start : start + batch_size]
+                results += self._generate_chunk([encoded[p] for p, _ in chunk], chunk, sampling)
+        finally:
+            if generator_state is not None:
+                torch.random.set_rng_state(generator_state)
+        return results
+
+    def _generate_chunk(
+        self, encoded: list[Encoded], jobs: list[tuple[int, int]], sampling: SamplingParams
+    ) -> list[Generation]:
+        inputs = self._batch(encoded, padding_side="left")
+        greedy = sampling.temperature == 0
+        options: dict[str, Any] = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "do_sample": not greedy,
+            "eos_token_id": [self.end_of_turn_id],
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "output_scores": True,
+            "return_dict_in_generate": True,
+        }
+        if not greedy:
+            options.update(
+                temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None
+            )
+        else:
+            options.update(temperature=None, top_p=None, top_k=None)
+        if sampling.stop:
+            options.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        with self._adapter_context():
+            output = self.model.generate(**inputs, **options)
+        prompt_length = inputs["input_ids"].shape[1]
+        sequences = output.sequences[:, prompt_length:].cpu()
+        steps = len(output.scores)
+        chosen = torch.zeros(sequences.shape[0], steps)
+        for step, scores in enumerate(output.scores):
+            logprobs = torch.log_softmax(scores.float(), dim=-1)
+            chosen[:, step] = (
+                logprobs.gather(1, sequences[:, step : step + 1].to(logprobs.device)).squeeze(1).cpu()
+            )
+        generations = []
+        for row, (prompt_index, sample_index) in enumerate(jobs):
+            ids = sequences[row].tolist()
+            finish = "length"
+            cut = len(ids)
+            if self.end_of_turn_id in ids:
+                cut = ids.index(self.end_of_turn_id) + 1
+                finish = "stop"
+            ids = ids[:cut]
+            text = self.tokenizer.decode(
+                [i for i in ids if i != self.end_of_turn_id], skip_special_tokens=True
+            )
+            if sampling.stop:
+                stop_cut = self._stop_string_cut(ids, sampling.stop)
+                if stop_cut is not None and stop_cut < len(ids) + (finish == "stop"):
+                    ids = ids[:stop_cut]
+                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    finish = "stop_string"
+            generations.append(
+                Generation(
+                    text=text,
+                    token_ids=ids,
+                    logprobs=chosen[row, : len(ids)].tolist(),
+                    prompt_index=prompt_index,
+                    sample_index=sample_index,
+                    finish_reason=finish,
+                )
+            )
+        return generations
+
+    def _stop_string_cut(self, ids: list[int], stops: Sequence[str]) -> int | None:
+        """Smallest k such that the first k ids decode to text containing a stop string."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if not any(stop in text for stop in stops):
+            return None
+        for k in range(1, len(ids) + 1):
+            if any(stop in self.tokenizer.decode(ids[:k], skip_special_tokens=True) for stop in stops):
+                return k
+        return None
+
+    # ------------------------------------------------------------------ score
+    def score(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        entropy: bool = False,
+        hidden_states: bool = False,
+        temperature: float = 1.0,
+    ) -> TokenScores:
+        """One forward pass over whole conversations; log-probs of every token given its prefix.
+
+        Runs under the caller's grad mode (enable grad for a loss). `action_mask` marks the
+        assistant's own tokens; every loss in the suite selects tokens with it.
+        """
+        encoded = self.encode(conversations, add_generation_prompt=False)
+        limit = self.context_length()
+        for index, item in enumerate(encoded):
+            if len(item.input_ids) > limit:
+                raise ConversationError(
+                    f"conversation {index}: {len(item.input_ids)} tokens exceed the model's context of {limit}"
+                )
+        inputs = self._batch(encoded, padding_side="right")
+        with self._adapter_context():
+            output = self.model(**inputs, output_hidden_states=hidden_states, use_cache=False)
+        logits = output.logits[:, :-1].float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        targets = inputs["input_ids"][:, 1:]
+        log_normaliser = torch.logsumexp(logits, dim=-1)
+        token_logprobs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_normaliser
+        batch, length = inputs["input_ids"].shape
+        zeros = torch.zeros(batch, 1, device=logits.device, dtype=token_logprobs.dtype)
+        logprobs = torch.cat([zeros, token_logprobs], dim=1)
+        entropies = None
+        if entropy:
+            probabilities = torch.softmax(logits, dim=-1)
+            token_entropy = log_normaliser - (probabilities * logits).sum(-1)
+            entropies = torch.cat([zeros, token_entropy], dim=1)
+
+        def padded(values: list[list[Any]], fill: Any, dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor(
+                [v + [fill] * (length - len(v)) for v in values], dtype=dtype, device=logits.device
+            )
+
+        return TokenScores(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"].bool(),
+            action_mask=padded([e.action_mask for e in encoded], False, torch.bool),
+            logprobs=logprobs,
+            turn_index=padded([e.turn_index for e in encoded], -1, torch.long),
+            entropy=entropies,
+            hidden_states=output.hidden_states[-1] if hidden_states else None,
+            decision_positions=[e.decision_positions for e in encoded],
+        )
+
+    # ------------------------------------------------------------------ tokens, copies, saving
+    def add_tokens(self, tokens: Sequence[str]) -> list[int]:
+        """Add tokens to the vocabulary; new embedding rows start at the mean embedding."""
+        tokens = list(tokens)
+        if not tokens or not all(isinstance(t, str) and t for t in tokens):
+            raise ValueError("add_tokens expects a non-empty list of non-empty strings")
+        old_size = self.model.get_input_embeddings().weight.shape[0]
+        self.tokenizer.add_tokens(tokens)
+        new_size = max(len(self.tokenizer), old_size)
+        if new_size > old_size:
+            self.model.resize_token_embeddings(new_size, mean_resizing=False)
+            with torch.no_grad():
+                for embedding in (self.model.get_input_embeddings(), self.model.get_output_embeddings()):
+                    if embedding is None:
+                        continue
+                    weight = embedding.weight
+                    weight[old_size:] = weight[:old_size].mean(dim=0, keepdim=True)
+        return self.tokenizer.convert_tokens_to_ids(tokens)
+
+    def reference(self) -> VLM:
+        """A frozen reference policy: a copy, or with LoRA the same weights with adapters off."""
+        if self.uses_lora:
+            view = copy.copy(self)
+            view._adapter_disabled = True
+            return view
+        frozen = VLM(copy.deepcopy(self.model), self.processor, self.family, name=f"{self.name} (reference)")
+        frozen.model.eval()
+        frozen.model.requires_grad_(False)
+        return frozen
+
+    def gradient_checkpointing(self, enabled: bool = True) -> None:
+        if enabled:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(self.model, "enable_input_require_grads"):
+                self.model.enable_input_require_grads()
+        else:
+            self.model.gradient_checkpointing_disable()
+
+    def save(self, directory: str | Path, merge_lora: bool = True) -> Path:
+        """Write safetensors weights, config and processor atomically to `directory`."""
+        from vlmrl.runs import atomic_directory
+
+        model = self.model
+        if self.uses_lora and merge_lora:
+            model = copy.deepcopy(self.model).merge_and_unload()
+        with atomic_directory(directory) as temporary:
+            model.save_pretrained(str(temporary), safe_serialization=True)
+            self.processor.save_pretrained(str(temporary))
+        return Path(directory)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())

@@ -130,7 +130,7 @@ def _typer_annotation(annotation: Any) -> Any:
     base, optional = _unwrap_optional(annotation)
     if typing.get_origin(base) is tuple:
         base = list[typing.get_args(base)[0]]
-    return typing.Optional[base] if optional else base
+    return base | None if optional else base
 
 
 def command(app: Any, config_class: type[ConfigT], name: str | None = None, help: str | None = None):
@@ -148,7 +148,7 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
                 default=typer.Option(
                     None, "--config", help="YAML file with option values; flags given here win."
                 ),
-                annotation=typing.Optional[Path],
+                annotation=Path | None,
             )
         ]
         for field in dataclasses.fields(config_class):

@@ -135,7 +135,12 @@ def _typer_annotation(annotation: Any) -> Any:
 
 def command(app: Any, config_class: type[ConfigT], name: str | None = None, help: str | None = None):
     """Register `function(config)` on a typer app with one flag per config field."""
-    import click
+    try:  # typer >= 0.23 runs on its own vendored click, whose context is not the external one's
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+        from click.core import ParameterSource
     import typer
 
     hints = typing.get_type_hints(config_class)
@@ -172,12 +177,12 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
 
         def run(**kwargs: Any) -> Any:
             config_file = kwargs.pop("config_file")
-            context = click.get_current_context()
+            context = get_current_context()
             values: dict[str, Any] = {}
             if config_file is not None:
                 values = to_dict(load_yaml(config_class, config_file))
             for key, value in kwargs.items():
-                given = context.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE
+                given = context.get_parameter_source(key) == ParameterSource.COMMANDLINE
                 if given or key not in values:
                     values[key] = value
             try:

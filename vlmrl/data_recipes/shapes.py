@@ -696,3 +696,56 @@ def shapes_qa_records(
     """
     for index in range(start, start + n):
         yield shapes_qa_record(index, seed, resolution, min_objects, max_objects)
+
+
+# --------------------------------------------------------------------------- recipe
+
+from vlmrl.config import option  # noqa: E402
+from vlmrl.data_recipes.recipe import Recipe, RecipeConfig  # noqa: E402
+
+
+@dataclass
+class ShapesConfig(RecipeConfig):
+    """`vlmrl data shapes`: CLEVR-like scenes with scene graphs, COCO RLE masks, captions and QA."""
+
+    out: str = option("data/shapes", help="Output directory.")
+    resolution: int = option(112, help="Image side in pixels (tiny model 112-224; real models 448-1024).")
+    min_objects: int = option(3, help="Fewest objects in a scene.")
+    max_objects: int = option(10, help="Most objects in a scene (at most 12).")
+
+
+def _shapes_recipe_record(index: int, config: ShapesConfig) -> dict[str, Any]:
+    return shapes_qa_record(
+        index, config.seed, config.resolution, config.min_objects, config.max_objects, masks=True
+    )
+
+
+def _shapes_features(config: ShapesConfig):
+    from datasets import Features, Image, Value
+
+    text = Value("string")
+    return Features(
+        {
+            "id": text,
+            "image": Image(),
+            "question": text,
+            "answer": text,
+            "question_type": text,
+            "caption": text,
+            "scene": text,
+        }
+    )
+
+
+def _shapes_tile(record: dict[str, Any]) -> tuple[Image.Image, str]:
+    return record["image"], f"{record['question']} -> {record['answer']}"
+
+
+SHAPES_RECIPE = Recipe(
+    name="shapes",
+    version="1",
+    record=_shapes_recipe_record,
+    features=_shapes_features,
+    tile=_shapes_tile,
+    count_columns=("question_type", "answer"),
+)

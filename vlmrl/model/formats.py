@@ -119,3 +119,19 @@ def parse_number(text: Any) -> float | FormatFailure:
     if value != value or value in (float("inf"), float("-inf")):
         return FormatFailure(f"{text!r} is not a finite number")
     return value
+
+
+# Instructions the tiny default is pretrained to follow. Methods use these same texts so the
+# embedded model understands them out of the box; a real checkpoint reads them as plain English.
+CLUE_INSTRUCTION = "Who is the spy. You are player {player}. Give one clue about your image."
+VOTE_INSTRUCTION = "Who is the spy. You are player {player}. Clues:\n{clues}\nWhich player is the spy?"
+ZOOM_INSTRUCTION = (
+    "{question} You may zoom: "
+    '<tool_call>{{"name": "zoom", "arguments": {{"bbox": [x0, y0, x1, y1]}}}}</tool_call> in pixels.'
+)
+ZOOM_RESULT = "Zoomed view of [{x0}, {y0}, {x1}, {y1}]."
+
+
+def format_clues(clues: list[tuple[int, str]]) -> str:
+    """'player 1: ...' lines, the transcript format of VOTE_INSTRUCTION."""
+    return "\n".join(f"player {player}: {clue}" for player, clue in clues)

@@ -44,6 +44,9 @@ def tiny_config(name: str = "tiny", vocab_size: int = 1408, token_ids: dict[str,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections},
             "tie_word_embeddings": True,
             "rms_norm_eps": 1e-6,
+            "bos_token_id": None,
+            "eos_token_id": token_ids.get("<|im_end|>"),
+            "pad_token_id": token_ids.get("<|endoftext|>"),
         },
         vision_config={
             "depth": vision_depth,
@@ -54,8 +57,10 @@ def tiny_config(name: str = "tiny", vocab_size: int = 1408, token_ids: dict[str,
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
-            "window_size": 56,
-            "fullatt_block_indexes": list(range(1, vision_depth, 2)),
+            # Every block attends over the whole (small) image: windowed attention would split
+            # a 12x12-patch image into many tiny attention calls, slow on CPU for no gain.
+            "window_size": 112,
+            "fullatt_block_indexes": list(range(vision_depth)),
         },
         image_token_id=token_ids.get("<|image_pad|>"),
         video_token_id=token_ids.get("<|video_pad|>"),
@@ -89,7 +94,14 @@ def build_random_tiny(name: str = "tiny", seed: int = 0, dtype: torch.dtype = to
 
     processor = tiny_processor()
     tokenizer = processor.tokenizer
-    names = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+    names = [
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|im_end|>",
+        "<|endoftext|>",
+    ]
     token_ids = dict(zip(names, tokenizer.convert_tokens_to_ids(names)))
     vocab_size = (len(tokenizer) + 63) // 64 * 64
     config = tiny_config(name, vocab_size=vocab_size, token_ids=token_ids)

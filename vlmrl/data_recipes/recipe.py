@@ -63,7 +63,8 @@ class Recipe:
     features: Callable[[Any], Any]  # config -> datasets.Features
     tile: Callable[[dict[str, Any]], tuple[Any, str]]  # record -> (PIL image, label) for the contact sheet
     count_columns: tuple[str, ...] = ()  # columns whose value counts go into the manifest
-    prepare: Callable[[Any], dict[str, Any]] | None = None  # config -> extra manifest facts (once)
+    # config -> (config with derived values such as n filled in, extra manifest facts); run once
+    prepare: Callable[[Any], tuple[Any, dict[str, Any]]] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -184,11 +185,13 @@ def build(recipe: Recipe, config: Any, console: Any = None) -> dict[str, Any]:
     datasets.disable_progress_bars()  # ours is the one progress bar the user sees
     console = console or Console(stderr=True)
     out = Path(config.out)
-    ranges = shard_ranges(config.n, config.shard_size)
     if config.workers < 1:
         raise RecipeError(f"--workers must be at least 1, got {config.workers}")
+    extra: dict[str, Any] = {}
+    if recipe.prepare is not None:
+        config, extra = recipe.prepare(config)
+    ranges = shard_ranges(config.n, config.shard_size)
     _check_previous_run(recipe, config, out)
-    extra = recipe.prepare(config) if recipe.prepare is not None else {}
     started = time.perf_counter()
 
     todo = [
@@ -346,23 +349,34 @@ def write_contact_sheet(recipe: Recipe, dataset: Any, path: Path, count: int = 1
 
 
 def contact_sheet_png(tiles: list[tuple[Any, str]], columns: int = 4, tile_size: int = 224) -> bytes:
+    """Tiles scaled to fit tile_size x tile_size, each row as tall as its tallest tile, labels below."""
     import io
     import textwrap
 
     from PIL import Image, ImageDraw
 
     label_height = 44
-    rows = max(1, (len(tiles) + columns - 1) // columns)
-    sheet = Image.new("RGB", (columns * tile_size, rows * (tile_size + label_height)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for position, (image, label) in enumerate(tiles):
+    scaled = []
+    for image, label in tiles:
         image = image.convert("RGB")
         scale = tile_size / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-        x, y = (position % columns) * tile_size, (position // columns) * (tile_size + label_height)
-        sheet.paste(image, (x, y))
-        lines = textwrap.wrap(label, width=tile_size // 6)[:3]
-        draw.multiline_text((x + 2, y + tile_size + 1), "\n".join(lines), fill="black", spacing=1)
+        scaled.append(
+            (image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale)))), label)
+        )
+    rows = [scaled[i : i + columns] for i in range(0, max(1, len(scaled)), columns)]
+    heights = [max((image.height for image, _ in row), default=tile_size) + label_height for row in rows]
+    sheet = Image.new("RGB", (columns * tile_size, sum(heights)), "white")
+    draw = ImageDraw.Draw(sheet)
+    y = 0
+    for row, height in zip(rows, heights):
+        for column, (image, label) in enumerate(row):
+            x = column * tile_size
+            sheet.paste(image, (x, y))
+            lines = textwrap.wrap(label, width=tile_size // 6)[:3]
+            draw.multiline_text(
+                (x + 2, y + height - label_height + 1), "\n".join(lines), fill="black", spacing=1
+            )
+        y += height
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()

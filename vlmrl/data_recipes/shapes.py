@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from vlmrl.config import option
+from vlmrl.data_recipes.recipe import Recipe, RecipeConfig
+
 SHAPES = ("sphere", "cube", "cylinder", "cone")
 COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
 SIZES = ("small", "large")
@@ -283,22 +286,50 @@ def _background(height: int, width: int) -> np.ndarray:
     return np.broadcast_to(ground, (height, width, 3)).copy()
 
 
-def _shadows(scene: Scene, height: int, width: int) -> np.ndarray:
-    """Soft shadow strength in [0, 1] on the ground, cast away from the light (right and back)."""
-    canvas = np.zeros((height, width), dtype=np.float32)
+SHADOW_BLUR = 0.012  # Gaussian blur radius of shadows, as a fraction of the image height
+
+
+def _shadow_ellipse(obj: SceneObject, height: int, width: int) -> np.ndarray:
+    """The unblurred shadow footprint of one object (full-image boolean array)."""
     ys = np.arange(height)[:, None] + 0.5
     xs = np.arange(width)[None, :] + 0.5
+    cx, cy, r = project(obj, height, width)
+    stretch = 1.5 if obj.shape in ("cone", "cylinder") else 1.25
+    ellipse = ((xs - (cx + 0.65 * r * stretch)) / (r * stretch)) ** 2 + (
+        (ys - (cy - 0.12 * r)) / (0.42 * r)
+    ) ** 2
+    return ellipse <= 1.0
+
+
+def _shadows(scene: Scene, height: int, width: int) -> np.ndarray:
+    """Soft shadow strength in [0, 1] on the ground, cast away from the light (right and back)."""
+    canvas = np.zeros((height, width), dtype=bool)
     for obj in scene.objects:
-        cx, cy, r = project(obj, height, width)
-        stretch = 1.5 if obj.shape in ("cone", "cylinder") else 1.25
-        ellipse = ((xs - (cx + 0.65 * r * stretch)) / (r * stretch)) ** 2 + (
-            (ys - (cy - 0.12 * r)) / (0.42 * r)
-        ) ** 2
-        canvas = np.maximum(canvas, (ellipse <= 1.0).astype(np.float32))
-    blurred = Image.fromarray((canvas * 255).astype(np.uint8)).filter(
-        ImageFilter.GaussianBlur(radius=max(1.0, 0.012 * height))
+        canvas |= _shadow_ellipse(obj, height, width)
+    blurred = Image.fromarray(canvas.astype(np.uint8) * 255).filter(
+        ImageFilter.GaussianBlur(radius=max(1.0, SHADOW_BLUR * height))
     )
     return np.asarray(blurred, dtype=np.float64) / 255.0
+
+
+def influence_region(obj: SceneObject, height: int, width: int) -> np.ndarray:
+    """Every pixel whose value can depend on `obj`: its silhouette and its blurred shadow.
+
+    Adding, removing or changing one object changes the image only inside this region (other
+    objects are painted over it or revealed only where its silhouette is), which is what the
+    pairs recipe records as the edit mask.
+    """
+    region = np.zeros((height, width), dtype=bool)
+    (row0, row1, col0, col1), inside, _ = _draw(obj, height, width, shading=False)
+    region[row0:row1, col0:col1] |= inside
+    shadow = _shadow_ellipse(obj, height, width)
+    reach = int(np.ceil(4 * max(1.0, SHADOW_BLUR * height))) + 2
+    if shadow.any():
+        import cv2
+
+        kernel = np.ones((2 * reach + 1, 2 * reach + 1), dtype=np.uint8)
+        shadow = cv2.dilate(shadow.astype(np.uint8), kernel).astype(bool)
+    return region | shadow
 
 
 def render_scene(
@@ -699,9 +730,6 @@ def shapes_qa_records(
 
 
 # --------------------------------------------------------------------------- recipe
-
-from vlmrl.config import option  # noqa: E402
-from vlmrl.data_recipes.recipe import Recipe, RecipeConfig  # noqa: E402
 
 
 @dataclass

@@ -1,0 +1,295 @@
+"""Built-in tasks on the suite's generated data (deterministic by seed), registered on import.
+
+shapes-qa, charts-qa: single-turn QA with metrics per question type.
+spy-vote: a civilian's view of a 'Who is the spy' round (its image and every player's clue);
+  which player is the spy? Built from shapes image pairs.
+visual-probe: interactive visual search with the zoom tool; accuracy by difficulty and by
+  turn budget.
+refseg: referring segmentation on shapes scenes; the answer is text with mask tokens that a
+  pluggable mask decoder (SAMTok registers one) turns into a mask; cIoU and gIoU.
+env-success tasks come from `interactive.environment_task` with a method's environment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vlmrl.evals.interactive import zoom_search
+from vlmrl.evals.loaders import extract_answer, qa_aggregate, qa_messages, qa_score
+from vlmrl.evals.metrics import cumulative_iou, generalized_iou, mask_intersection_union, mean_metrics
+from vlmrl.evals.tasks import Interaction, Task, TaskError, register_task
+from vlmrl.model.formats import VOTE_INSTRUCTION, FormatFailure, format_clues, parse_vote
+from vlmrl.model.types import SamplingParams
+
+DEFAULT_SEED = 1000  # evaluation streams start away from seed 0, the usual training seed
+
+
+def _qa_doc(record: dict[str, Any], images: list[Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "images": images if images is not None else [record["image"]],
+        "question": record["question"],
+        "answer": str(record["answer"]),
+        "question_type": record["question_type"],
+    }
+
+
+# ----------------------------------------------------------------------------- shapes / charts QA
+
+
+def shapes_qa_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 112) -> Task:
+    from vlmrl.data_recipes.shapes import shapes_qa_records
+
+    return Task(
+        name="shapes-qa",
+        docs=lambda limit: [_qa_doc(r) for r in shapes_qa_records(min(n, limit or n), seed, resolution)],
+        to_messages=qa_messages,
+        score=qa_score,
+        aggregate=qa_aggregate,
+        max_new_tokens=16,
+        description="questions about generated 3-D shape scenes (count, exist, query, compare, relation)",
+        settings={"n": n, "seed": seed, "resolution": resolution},
+    )
+
+
+CHART_RELATIVE_TOLERANCE = 0.05  # ChartQA's relaxed accuracy: numbers within 5% count as right
+
+
+def chart_qa_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 224) -> Task:
+    from vlmrl.data_recipes.charts import chart_qa_records
+
+    return Task(
+        name="charts-qa",
+        docs=lambda limit: [_qa_doc(r) for r in chart_qa_records(min(n, limit or n), seed, resolution)],
+        to_messages=qa_messages,
+        score=lambda doc, output: qa_score(doc, output, CHART_RELATIVE_TOLERANCE),
+        aggregate=qa_aggregate,
+        max_new_tokens=16,
+        description="questions about generated charts (max, min, difference, trend, value)",
+        settings={"n": n, "seed": seed, "resolution": resolution, "tolerance": CHART_RELATIVE_TOLERANCE},
+    )
+
+
+# ----------------------------------------------------------------------------- spy vote
+
+
+def _phrase(entry: dict[str, Any]) -> str:
+    from vlmrl.data_recipes.shapes import ATTRIBUTES, phrase
+
+    return phrase({a: entry[a] for a in ATTRIBUTES})
+
+
+def _clue(entry: dict[str, Any]) -> str:
+    from vlmrl.data_recipes.shapes import _article
+
+    return f"I see {_article(_phrase(entry))}."
+
+
+def spy_round(record: dict[str, Any], seed: int, index: int) -> dict[str, Any] | None:
+    """A spy-vote doc from an image pair, or None when the edit leaves the spy nothing to give
+    away (a removed or moved object: every description of the spy's image also fits the other).
+
+    Civilians see image_a, the spy image_b; each civilian describes an object of image_a, the
+    spy an object only its image has; the voter is a civilian.
+    """
+    edit = json.loads(record["edit"])
+    civilian_objects = edit["scene_a"]["objects"]
+    present = {_phrase(o) for o in civilian_objects}
+    giveaways = [o for o in edit["scene_b"]["objects"] if _phrase(o) not in present]
+    if not giveaways:
+        return None
+    rng = np.random.default_rng([seed, index, 7])
+    players = int(rng.integers(3, 5))
+    spy = int(rng.integers(1, players + 1))
+    voter = int(rng.choice([p for p in range(1, players + 1) if p != spy]))
+    clues = []
+    for player in range(1, players + 1):
+        if player == spy:
+            clues.append((player, _clue(giveaways[0])))
+        else:
+            clues.append((player, _clue(civilian_objects[int(rng.integers(len(civilian_objects)))])))
+    return {
+        "id": record["id"],
+        "images": [record["image_a"]],
+        "question": VOTE_INSTRUCTION.format(player=voter, clues=format_clues(clues)),
+        "answer": str(spy),
+        "players": players,
+        "question_type": f"{players}_players",
+    }
+
+
+def spy_vote_score(doc: dict[str, Any], output: str) -> dict[str, Any]:
+    vote = parse_vote(output, int(doc["players"]))
+    valid = not isinstance(vote, FormatFailure)
+    return {
+        "accuracy": float(valid and vote == int(doc["answer"])),
+        "format": float(valid),
+        "question_type": doc["question_type"],
+    }
+
+
+def spy_vote_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 112) -> Task:
+    from vlmrl.data_recipes.pairs import pair_record
+
+    def docs(limit: int | None) -> list[dict[str, Any]]:
+        wanted, found, index = min(n, limit or n), [], 0
+        while len(found) < wanted:
+            doc = spy_round(pair_record(index, "shapes", seed, resolution), seed, index)
+            if doc is not None:
+                found.append(doc)
+            index += 1
+        return found
+
+    return Task(
+        name="spy-vote",
+        docs=docs,
+        to_messages=qa_messages,
+        score=spy_vote_score,
+        aggregate=qa_aggregate,
+        max_new_tokens=16,
+        description="'Who is the spy': from a civilian's image and all clues, name the spy",
+        settings={"n": n, "seed": seed, "resolution": resolution},
+    )
+
+
+# ----------------------------------------------------------------------------- visual probe
+
+PROBE_DIFFICULTIES = ("easy", "medium", "hard")
+
+
+def visual_probe_task(
+    n: int = 90,
+    seed: int = DEFAULT_SEED,
+    canvas: int = 448,
+    max_turns: int = 4,
+    budgets: tuple[int, ...] = (1, 2, 4),
+    difficulties: tuple[str, ...] = PROBE_DIFFICULTIES,
+) -> Task:
+    from vlmrl.data_recipes.probe import probe_record
+
+    budgets = tuple(b for b in budgets if b <= max_turns) or (max_turns,)
+
+    def docs(limit: int | None) -> list[dict[str, Any]]:
+        count = min(n, limit or n)
+        # Round robin over difficulties so a small --limit still covers every difficulty.
+        records = [
+            probe_record(i // len(difficulties), seed, canvas, difficulties[i % len(difficulties)])
+            for i in range(count)
+        ]
+        return [{**r, "question_type": r["difficulty"]} for r in records]
+
+    def interact(vlm: Any, batch: list[dict[str, Any]], sampling: SamplingParams) -> list[Interaction]:
+        return zoom_search(vlm, batch, sampling, max_turns, budgets)
+
+    def aggregate(scores: list[dict[str, Any]]) -> dict[str, float]:
+        return mean_metrics(scores, group_key="difficulty")
+
+    return Task(
+        name="visual-probe",
+        docs=docs,
+        interact=interact,
+        aggregate=aggregate,
+        max_new_tokens=64,
+        description="find a small target on a large cluttered canvas, zooming as needed",
+        settings={"n": n, "seed": seed, "canvas": canvas, "max_turns": max_turns, "budgets": list(budgets)},
+    )
+
+
+# ----------------------------------------------------------------------------- refseg
+
+MaskDecoder = Callable[[str, tuple[int, int]], "np.ndarray | FormatFailure"]
+_MASK_DECODER: list[MaskDecoder] = []
+
+
+def register_mask_decoder(decoder: MaskDecoder) -> None:
+    """Install the decoder refseg uses by default: (model text, (width, height)) -> bool mask
+    of shape (height, width), or a FormatFailure when the text holds no valid mask tokens."""
+    _MASK_DECODER[:] = [decoder]
+
+
+def refseg_docs(n: int, seed: int, resolution: int) -> list[dict[str, Any]]:
+    from vlmrl.data_recipes.shapes import phrase, record_rng, render_scene, sample_scene, unique_description
+
+    docs = []
+    index = 0
+    while len(docs) < n:
+        rng = record_rng(seed, index, stream=5)
+        scene = sample_scene(rng, 3, 8)
+        image, masks, _ = render_scene(scene, resolution)
+        target = int(rng.integers(len(scene.objects)))
+        attributes = unique_description(scene, target, rng)
+        if attributes is not None and masks[target].any():
+            docs.append(
+                {
+                    "id": f"refseg-{seed}-{index}",
+                    "images": [image],
+                    "question": f"Segment the {phrase(attributes)}.",
+                    "mask": masks[target],
+                }
+            )
+        index += 1
+    return docs
+
+
+def refseg_score(doc: dict[str, Any], output: str, decoder: MaskDecoder) -> dict[str, Any]:
+    image = doc["images"][0]
+    reference = np.asarray(doc["mask"], dtype=bool)
+    answer, _ = extract_answer(output)
+    predicted = decoder(answer, (image.width, image.height))
+    formatted = not isinstance(predicted, FormatFailure)
+    if not formatted:
+        predicted = np.zeros_like(reference)
+    predicted = np.asarray(predicted, dtype=bool)
+    if predicted.shape != reference.shape:
+        raise ValueError(
+            f"refseg doc {doc['id']}: the mask decoder returned shape {predicted.shape}, "
+            f"expected (height, width) = {reference.shape}"
+        )
+    intersection, union = mask_intersection_union(predicted, reference)
+    return {
+        "intersection": float(intersection),
+        "union": float(union),
+        "iou": 1.0 if union == 0 else intersection / union,
+        "format": float(formatted),
+    }
+
+
+def refseg_aggregate(scores: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "cIoU": cumulative_iou([(s["intersection"], s["union"]) for s in scores]),
+        "gIoU": generalized_iou([s["iou"] for s in scores]),
+        "format": float(np.mean([s["format"] for s in scores])) if scores else 0.0,
+    }
+
+
+def refseg_task(
+    mask_decoder: MaskDecoder | None = None, n: int = 100, seed: int = DEFAULT_SEED, resolution: int = 112
+) -> Task:
+    decoder = mask_decoder or (_MASK_DECODER[0] if _MASK_DECODER else None)
+    if decoder is None:
+        raise TaskError(
+            "task 'refseg' needs a mask decoder (model text -> mask): pass mask_decoder= to refseg_task, "
+            "or import the method that registers one (vlmrl.masktok) before evaluating"
+        )
+    return Task(
+        name="refseg",
+        docs=lambda limit: refseg_docs(min(n, limit or n), seed, resolution),
+        to_messages=qa_messages,
+        score=lambda doc, output: refseg_score(doc, output, decoder),
+        aggregate=refseg_aggregate,
+        max_new_tokens=16,
+        primary_metric="cIoU",
+        description="referring segmentation on shapes scenes via mask tokens (cIoU, gIoU)",
+        settings={"n": n, "seed": seed, "resolution": resolution},
+    )
+
+
+register_task("shapes-qa", shapes_qa_task, "QA on generated shape scenes, accuracy per question type")
+register_task("charts-qa", chart_qa_task, "QA on generated charts, relaxed numeric accuracy")
+register_task("spy-vote", spy_vote_task, "'Who is the spy' vote from a transcript of clues and the image")
+register_task("visual-probe", visual_probe_task, "zoom-tool visual search, by difficulty and turn budget")
+register_task("refseg", refseg_task, "referring segmentation through mask tokens (needs a mask decoder)")

@@ -1,0 +1,102 @@
+"""`vlmrl eval ...`: run tasks, compare runs, list tasks, export to and run lmms-eval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+
+from vlmrl.config import command, option
+
+app = typer.Typer(help="Evaluate a model on built-in or user tasks; lmms-eval runs.", no_args_is_help=True)
+
+
+@dataclass
+class EvalRunConfig:
+    """`vlmrl eval run`: evaluate a model on tasks; rerunning into the same --out resumes."""
+
+    model: str = option("tiny", help="Model: 'tiny', a saved checkpoint directory or a hub id.")
+    tasks: str = option(
+        "shapes-qa,charts-qa",
+        help="Comma-separated tasks: registered names (see 'vlmrl eval list'), jsonl:FILE or hf:DIR[@SPLIT].",
+    )
+    limit: int | None = option(None, help="Evaluate at most this many documents per task.")
+    batch_size: int = option(16, help="Documents per generate call.")
+    out: str = option("runs/eval", help="Run directory: predictions cache, results.json, results.md.")
+    max_new_tokens: int | None = option(None, help="Tokens per answer (default: each task's own).")
+    temperature: float = option(0.0, help="0 is greedy decoding (deterministic); > 0 samples with --seed.")
+    seed: int = option(0, help="Seed for sampling and for the bootstrap intervals.")
+    resamples: int = option(1000, help="Bootstrap resamples for the 95% intervals.")
+    device: str = option("auto", help="Device: auto, cpu, cuda, cuda:1, ...")
+    dtype: str = option("auto", help="Weights dtype: auto, float32, bfloat16, float16.")
+
+
+def _fail(error: Exception) -> None:
+    typer.secho(f"error: {error}", fg="red", err=True)
+    raise typer.Exit(code=2) from error
+
+
+@command(app, EvalRunConfig, name="run")
+def run(config: EvalRunConfig) -> None:
+    """Evaluate a model on tasks and print the results table."""
+    from vlmrl.evals.runner import EvalError, evaluate
+    from vlmrl.evals.tasks import TaskError, get_tasks
+    from vlmrl.model import SamplingParams
+
+    try:
+        tasks = get_tasks(config.tasks)
+    except TaskError as error:
+        _fail(error)
+    from vlmrl.model import VLM, ModelLoadError
+
+    try:
+        vlm = VLM.load(config.model, device=config.device, dtype=config.dtype)
+    except ModelLoadError as error:
+        _fail(error)
+    sampling = None
+    if config.temperature > 0 or config.max_new_tokens is not None:
+        sampling = SamplingParams(
+            max_new_tokens=config.max_new_tokens or 32, temperature=config.temperature, seed=config.seed
+        )
+    try:
+        evaluate(
+            vlm,
+            tasks,
+            limit=config.limit,
+            batch_size=config.batch_size,
+            out_dir=config.out,
+            sampling=sampling,
+            seed=config.seed,
+            resamples=config.resamples,
+        )
+    except (EvalError, TaskError) as error:
+        _fail(error)
+    from pathlib import Path
+
+    typer.echo((Path(config.out) / "results.md").read_text())
+
+
+@app.command("compare")
+def compare(
+    run_a: str = typer.Argument(..., help="First run directory (the baseline, A)."),
+    run_b: str = typer.Argument(..., help="Second run directory (B)."),
+    resamples: int = typer.Option(1000, help="Paired bootstrap resamples."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """Print B - A per task and metric with paired-bootstrap 95% intervals over shared documents."""
+    from vlmrl.evals.results import compare_runs, comparison_table
+
+    try:
+        rows = compare_runs(run_a, run_b, resamples=resamples, seed=seed)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(error)
+    typer.echo(comparison_table(rows, run_a, run_b))
+
+
+@app.command("list")
+def list_tasks() -> None:
+    """List the registered tasks."""
+    from vlmrl.evals.tasks import task_descriptions
+
+    for name, description in task_descriptions().items():
+        typer.echo(f"{name:16s} {description}")

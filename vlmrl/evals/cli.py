@@ -100,3 +100,74 @@ def list_tasks() -> None:
 
     for name, description in task_descriptions().items():
         typer.echo(f"{name:16s} {description}")
+
+
+@app.command("export-lmms")
+def export_lmms(
+    tasks: str = typer.Option(
+        "shapes-qa,charts-qa,spy-vote", help="Comma-separated single-turn tasks to export."
+    ),
+    out: str = typer.Option("lmms_tasks", help="Folder for the task YAMLs and data (use as --include_path)."),
+    limit: int | None = typer.Option(None, help="Export at most this many documents per task."),
+) -> None:
+    """Export tasks as lmms-eval task YAMLs + HF datasets, usable with lmms-eval --include_path."""
+    from vlmrl.evals.lmms_export import export_tasks
+    from vlmrl.evals.tasks import TaskError
+
+    try:
+        paths = export_tasks(tasks, out, limit)
+    except TaskError as error:
+        _fail(error)
+    for path in paths:
+        typer.echo(f"{path.stem:24s} {path}")
+    typer.echo(f"run: lmms-eval --model vlmrl --model_args pretrained=tiny --include_path {out} --tasks ...")
+
+
+@app.command("lmms")
+def lmms(
+    model: str = typer.Option(
+        "tiny", help="Model for --model_args pretrained=...: 'tiny' or a checkpoint dir."
+    ),
+    tasks: str = typer.Option(
+        "shapes-qa",
+        help="Comma-separated: our task names (exported on the fly) and/or lmms-eval task names.",
+    ),
+    include_path: str | None = typer.Option(None, help="Extra folder of lmms-eval task YAMLs."),
+    limit: int | None = typer.Option(None, help="Documents per task (lmms-eval --limit)."),
+    batch_size: int = typer.Option(1, help="Requests per generate call."),
+    out: str = typer.Option("runs/lmms", help="Folder for exported tasks and lmms_results.json."),
+    device: str = typer.Option("auto", help="Device for the model."),
+) -> None:
+    """Run lmms-eval with the `vlmrl` model class (offline; our tasks are exported first)."""
+    from pathlib import Path
+
+    from vlmrl.evals.lmms_export import export_task, run_lmms
+    from vlmrl.evals.tasks import TaskError, task_names
+
+    ours = set(task_names())
+    names, exported = [], Path(out) / "lmms_tasks"
+    try:
+        for spec in [s.strip() for s in tasks.split(",") if s.strip()]:
+            if spec in ours or spec.startswith(("jsonl:", "hf:")):
+                names.append(export_task(spec, exported, limit).stem)
+            else:
+                names.append(spec)
+    except TaskError as error:
+        _fail(error)
+    include = [str(exported)] if exported.exists() else []
+    if include_path:
+        include.append(include_path)
+    results = run_lmms(
+        model,
+        names,
+        include_path=include or None,
+        limit=limit,
+        batch_size=batch_size,
+        output_path=out,
+        device=device,
+    )
+    typer.echo("| task | metric | value |\n|---|---|---:|")
+    for task, metrics in results["results"].items():
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and "stderr" not in key:
+                typer.echo(f"| {task} | {key.split(',')[0]} | {value:.4f} |")

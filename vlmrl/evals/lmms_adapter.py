@@ -1,0 +1,229 @@
+"""lmms-eval model class `vlmrl`: any model the suite can load, behind lmms-eval's interface.
+
+    lmms-eval --model vlmrl --model_args pretrained=DIR --tasks mme       (entry point installed)
+    python -m vlmrl.evals.lmms_adapter --model vlmrl --model_args pretrained=tiny --tasks ...
+    vlmrl eval lmms --model DIR --tasks ...
+
+`pretrained` is anything `VLM.load` accepts: "tiny", a checkpoint directory the suite saved, or
+a hub id. Generation goes through `VLM.generate` and log-likelihoods through `VLM.score`, so
+lmms-eval sees exactly the chat formatting and decoding our own harness uses.
+
+lmms-eval 0.7.3 finds the class through the `lmms_eval.models` entry point declared in
+pyproject.toml (`lmms_manifest`), or through `register()` in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from PIL import Image
+
+MODEL_ID = "vlmrl"
+CLASS_PATH = "vlmrl.evals.lmms_adapter.VlmrlLmms"
+
+
+def lmms_manifest():
+    """The entry-point payload lmms-eval reads to learn the `vlmrl` model id."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id=MODEL_ID, simple_class_path=CLASS_PATH)
+
+
+def register() -> None:
+    """Make `--model vlmrl` resolvable in this process (idempotent)."""
+    from lmms_eval.models import MODEL_REGISTRY_V2
+
+    MODEL_REGISTRY_V2.register_manifest(lmms_manifest(), overwrite=True)
+
+
+def _visuals(value: Any, where: str) -> list[Image.Image]:
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    images = []
+    for item in items:
+        if not isinstance(item, Image.Image):
+            raise ValueError(
+                f"{where}: the vlmrl model takes images only, got {type(item).__name__} (video/audio unsupported)"
+            )
+        images.append(item.convert("RGB") if item.mode != "RGB" else item)
+    return images
+
+
+def _user_turn(images: Sequence[Image.Image], text: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in images]
+    content.append({"type": "text", "text": text.replace("<image>", "").strip()})
+    return {"role": "user", "content": content}
+
+
+def _cut(text: str, until: Sequence[str]) -> str:
+    for stop in until:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
+class VlmrlLmms(lmms):
+    """lmms-eval's view of a `vlmrl.model.VLM` ("simple" request format)."""
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str = "tiny",
+        device: str | None = "auto",
+        dtype: str = "auto",
+        batch_size: int | str = 1,
+        max_new_tokens: int = 64,
+        system_prompt: str | None = None,
+        **unused: Any,
+    ) -> None:
+        super().__init__()
+        from vlmrl.model import VLM
+
+        self.vlm = VLM.load(str(pretrained), device=device or "auto", dtype=dtype)
+        self.batch_size_per_gpu = 1 if str(batch_size) == "auto" else int(batch_size)
+        self.max_new_tokens = int(max_new_tokens)
+        self.system_prompt = self._resolve_system_prompt(system_prompt or "")
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    def _conversation(self, images: Sequence[Image.Image], text: str) -> list[dict[str, Any]]:
+        messages = [_user_turn(images, text)]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return messages
+
+    def _sampling(self, gen_kwargs: dict[str, Any]):
+        from vlmrl.model import SamplingParams
+
+        temperature = float(gen_kwargs.get("temperature") or 0.0)
+        if gen_kwargs.get("do_sample") is False:
+            temperature = 0.0
+        return SamplingParams(
+            max_new_tokens=int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens),
+            temperature=temperature,
+            top_p=float(gen_kwargs.get("top_p") or 1.0),
+        )
+
+    def _doc(self, task: str, split: str, doc_id: int) -> dict[str, Any]:
+        return self.task_dict[task][split][doc_id]
+
+    # ------------------------------------------------------------------ generate_until
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Greedy (or sampled) answers, batched over requests with equal generation settings."""
+        from rich.progress import Progress
+
+        outputs: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
+        with Progress(transient=True) as progress:
+            bar = progress.add_task("vlmrl generate_until", total=len(requests))
+            for indices in groups.values():
+                for start in range(0, len(indices), self.batch_size):
+                    chunk = indices[start : start + self.batch_size]
+                    conversations = []
+                    for index in chunk:
+                        context, _, doc_to_visual, doc_id, task, split = requests[index].args
+                        images = _visuals(
+                            doc_to_visual(self._doc(task, split, doc_id)), f"{task} doc {doc_id}"
+                        )
+                        conversations.append(self._conversation(images, context))
+                    gen_kwargs = dict(requests[chunk[0]].args[1])
+                    until = gen_kwargs.get("until") or []
+                    until = [until] if isinstance(until, str) else list(until)
+                    generations = self.vlm.generate(conversations, self._sampling(gen_kwargs))
+                    for index, generation in zip(chunk, generations):
+                        outputs[index] = _cut(generation.text, until)
+                        self.cache_hook.add_partial(
+                            "generate_until", requests[index].args[:2], outputs[index]
+                        )
+                    progress.advance(bar, len(chunk))
+        return [text or "" for text in outputs]
+
+    # ------------------------------------------------------------------ loglikelihood
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """log p(continuation | context, images) and whether greedy decoding would produce it."""
+        import torch
+
+        from vlmrl.model import SamplingParams
+
+        results: list[tuple[float, bool]] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            prompts, full = [], []
+            for request in chunk:
+                context, continuation, doc_to_visual, doc_id, task, split = request.args
+                images = _visuals(doc_to_visual(self._doc(task, split, doc_id)), f"{task} doc {doc_id}")
+                prompt = self._conversation(images, context)
+                prompts.append(prompt)
+                full.append(prompt + [{"role": "assistant", "content": continuation}])
+            with torch.no_grad():
+                scores = self.vlm.score(full)
+            end_of_turn = self.vlm.end_of_turn_id
+            for row in range(len(chunk)):
+                positions = scores.action_mask[row].nonzero().flatten().tolist()
+                ids = scores.input_ids[row, positions].tolist()
+                if ids and ids[-1] == end_of_turn:  # the turn's end is not part of the continuation
+                    positions, ids = positions[:-1], ids[:-1]
+                logprob = float(scores.logprobs[row, positions].sum()) if positions else 0.0
+                greedy = False
+                if ids:
+                    generation = self.vlm.generate(
+                        [prompts[row]], SamplingParams(max_new_tokens=len(ids), temperature=0.0)
+                    )[0]
+                    greedy = generation.token_ids[: len(ids)] == ids
+                results.append((logprob, greedy))
+        return results
+
+    # ------------------------------------------------------------------ multi-round
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[Any]:
+        """lmms-eval's multi-round protocol: round 0 answers the context; afterwards the task's
+        doc_to_text(doc, previous_output=..., round_idx=..., previous_round_info=...) returns
+        (visuals, context, terminal, round_results, round_info) for the next round."""
+        results: list[Any] = []
+        for request in requests:
+            context, gen_kwargs, doc_to_visual, doc_to_text, doc_id, task, split = request.args
+            doc = self._doc(task, split, doc_id)
+            gen_kwargs = {k: v for k, v in dict(gen_kwargs).items() if k != "until"}
+            sampling = self._sampling(gen_kwargs)
+            images = _visuals(doc_to_visual(doc), f"{task} doc {doc_id}")
+            round_results: list[str] = []
+            round_info = None
+            round_index = 0
+            while True:
+                if round_index > 0:
+                    visuals, context, terminal, returned, round_info = doc_to_text(
+                        doc,
+                        previous_output=round_results,
+                        round_idx=round_index,
+                        previous_round_info=round_info,
+                    )
+                    if returned is not None:
+                        round_results = list(returned)
+                    if terminal:
+                        break
+                    images = _visuals(visuals, f"{task} doc {doc_id} round {round_index}")
+                generation = self.vlm.generate([self._conversation(images, context)], sampling)[0]
+                round_results.append(generation.text)
+                round_index += 1
+            results.append(round_results)
+        return results
+
+
+def main() -> None:
+    """`python -m vlmrl.evals.lmms_adapter ARGS`: the lmms-eval CLI with `vlmrl` registered."""
+    register()
+    from lmms_eval.cli.dispatch import main as lmms_main
+
+    lmms_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The tiny default's pretraining recipe: its pure parts, and a quick run that must learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlmrl.data_recipes import shapes
+from vlmrl.pretrain import (
+    CELL_ATTRIBUTES,
+    PretrainConfig,
+    align_vision,
+    batch_for_step,
+    cell_labels,
+    parse_mixture,
+)
+
+
+def test_parse_mixture_normalises_and_rejects_unknown_skills():
+    assert parse_mixture("qa=3,caption=1") == {"qa": 0.75, "caption": 0.25}
+    with pytest.raises(ValueError, match="unknown skill 'dance'"):
+        parse_mixture("qa=1,dance=1")
+    with pytest.raises(ValueError, match="not a number"):
+        parse_mixture("qa=lots")
+    with pytest.raises(ValueError, match="no positive weight"):
+        parse_mixture("qa=0")
+
+
+def test_cell_labels_pick_the_object_covering_a_quarter_of_each_cell():
+    scene = shapes.Scene(
+        objects=[
+            shapes.SceneObject("cube", "red", "large", "metal", 0.0, 0.5),
+            shapes.SceneObject("sphere", "blue", "small", "rubber", 0.5, 0.2),
+        ]
+    )
+    cube = np.zeros((8, 8), bool)
+    cube[0:4, 0:4] = True  # fills cell (0, 0) of a 2x2 grid of 4-pixel cells
+    sphere = np.zeros((8, 8), bool)
+    sphere[4:8, 4:5] = True  # a quarter of cell (1, 1): exactly the threshold, still background
+    sphere[0:2, 4:8] = True  # half of cell (0, 1)
+    labels = cell_labels(scene, [cube, sphere], cell=4)
+    colors = CELL_ATTRIBUTES["color"]
+    assert [colors[i] for i in labels["color"]] == ["red", "blue", "none", "none"]
+    assert [CELL_ATTRIBUTES["shape"][i] for i in labels["shape"]] == ["cube", "sphere", "none", "none"]
+    assert [CELL_ATTRIBUTES["size"][i] for i in labels["size"]] == ["large", "small", "none", "none"]
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    config = PretrainConfig(batch_size=6)
+    weights = parse_mixture(config.mixture)
+
+    def texts(batch):
+        def text(message):
+            content = message["content"]
+            return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+
+        return [[text(m) for m in conversation] for conversation in batch]
+
+    assert texts(batch_for_step(3, config, weights)) == texts(batch_for_step(3, config, weights))
+    assert texts(batch_for_step(3, config, weights)) != texts(batch_for_step(4, config, weights))
+    skills = {"qa", "caption", "clue", "vote", "zoom"}
+    assert set(parse_mixture(config.mixture)) == skills
+
+
+def test_every_skill_builds_a_conversation_the_tiny_model_can_score():
+    from vlmrl.model.tiny import build_random_tiny
+    from vlmrl.pretrain import BUILDERS
+
+    vlm = build_random_tiny()
+    config = PretrainConfig()
+    rng = np.random.default_rng(0)
+    conversations = [builder(rng, config) for builder in BUILDERS.values()]
+    scores = vlm.score(conversations)
+    # every conversation has assistant tokens to learn from
+    assert bool(scores.action_mask.any(dim=1).all())
+    zoom = conversations[list(BUILDERS).index("zoom")]
+    assert [m["role"] for m in zoom] == ["user", "assistant", "tool", "assistant"]
+
+
+@pytest.mark.slow
+def test_quick_vision_alignment_reaches_its_accuracy_floor():
+    """A minute of the alignment stage makes colour and shape readable from visual tokens."""
+    from vlmrl.model.tiny import build_random_tiny
+
+    vlm = build_random_tiny(seed=1)
+    history = align_vision(vlm, PretrainConfig(align_steps=60, batch_size=16, seed=1))
+    last = history[-10:]
+    color = float(np.mean([h["align/color_accuracy"] for h in last]))
+    shape = float(np.mean([h["align/shape_accuracy"] for h in last]))
+    first_loss = history[0]["align/loss"]
+    last_loss = float(np.mean([h["align/loss"] for h in last]))
+    assert last_loss < 0.5 * first_loss
+    assert color >= 0.85, color
+    assert shape >= 0.75, shape

@@ -99,9 +99,7 @@ def test_loglikelihood_and_multi_round(varied_checkpoint):
     from vlmrl.model import SamplingParams
 
     vlm, _ = varied_checkpoint
-    adapter = VlmrlLmms.__new__(VlmrlLmms)
-    VlmrlLmms.__bases__[0].__init__(adapter)
-    adapter.vlm, adapter.batch_size_per_gpu, adapter.max_new_tokens, adapter.system_prompt = vlm, 2, 8, ""
+    adapter = VlmrlLmms.from_vlm(vlm, batch_size=2, max_new_tokens=8)
     image = Image.new("RGB", (56, 56), "red")
     adapter.task_dict = {"t": {"test": [{"image": image}]}}
     visual = lambda doc: [doc["image"]]  # noqa: E731

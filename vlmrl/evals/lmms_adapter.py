@@ -89,6 +89,19 @@ class VlmrlLmms(lmms):
         self.max_new_tokens = int(max_new_tokens)
         self.system_prompt = self._resolve_system_prompt(system_prompt or "")
 
+    @classmethod
+    def from_vlm(
+        cls, vlm: Any, batch_size: int = 1, max_new_tokens: int = 64, system_prompt: str = ""
+    ) -> VlmrlLmms:
+        """Wrap an already loaded VLM (benchmarks, evaluation inside a training run)."""
+        adapter = cls.__new__(cls)
+        lmms.__init__(adapter)
+        adapter.vlm = vlm
+        adapter.batch_size_per_gpu = int(batch_size)
+        adapter.max_new_tokens = int(max_new_tokens)
+        adapter.system_prompt = system_prompt
+        return adapter
+
     @property
     def batch_size(self) -> int:
         return self.batch_size_per_gpu

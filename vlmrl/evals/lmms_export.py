@@ -168,7 +168,7 @@ def export_tasks(specs: str | Sequence[str], out_dir: str | Path, limit: int | N
 
 
 def run_lmms(
-    model: str,
+    model: Any,
     tasks: Sequence[str],
     *,
     include_path: str | Path | Sequence[str | Path] | None = None,
@@ -178,7 +178,11 @@ def run_lmms(
     device: str = "auto",
     model_args: str = "",
 ) -> dict[str, Any]:
-    """lmms-eval's `simple_evaluate` with our model class; returns its results (with samples)."""
+    """lmms-eval's `simple_evaluate` with our model class; returns its results (with samples).
+
+    `model` is a spec for `pretrained=` ('tiny', a checkpoint directory), or an already built
+    lmms-eval model instance (any class), which is then used as is.
+    """
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -190,12 +194,14 @@ def run_lmms(
 
     register()
     arguments = f"pretrained={model},device={device}" + (f",{model_args}" if model_args else "")
+    if not isinstance(model, str):
+        arguments = ""
     if isinstance(include_path, (str, Path)):
         include_path = [include_path]
     paths = [str(Path(p).resolve()) for p in include_path] if include_path else None
     manager = TaskManager("WARNING", include_path=paths, model_name=MODEL_ID)
     results = simple_evaluate(
-        model=MODEL_ID,
+        model=MODEL_ID if isinstance(model, str) else model,
         model_args=arguments,
         tasks=list(tasks),
         batch_size=batch_size,

@@ -186,7 +186,8 @@ def visual_probe_task(
         return zoom_search(vlm, batch, sampling, max_turns, budgets)
 
     def aggregate(scores: list[dict[str, Any]]) -> dict[str, float]:
-        return mean_metrics(scores, group_key="difficulty")
+        grouped = ("accuracy", *(f"accuracy@{b}" for b in budgets))
+        return mean_metrics(scores, group_key="difficulty", grouped=grouped)
 
     return Task(
         name="visual-probe",

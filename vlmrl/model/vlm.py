@@ -285,6 +285,11 @@ class VLM:
             options.update(temperature=None, top_p=None, top_k=None)
         if sampling.stop:
             options.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        placeholders = self._vision_placeholder_ids()
+        if placeholders:
+            # A sampled image/video placeholder would make the conversation unscorable (the
+            # model expects pixels for it), so those ids are never sampled.
+            options["suppress_tokens"] = placeholders
         with self._adapter_context():
             output = self.model.generate(**inputs, **options)
         prompt_length = inputs["input_ids"].shape[1]
@@ -325,6 +330,11 @@ class VLM:
                 )
             )
         return generations
+
+    def _vision_placeholder_ids(self) -> list[int]:
+        config = self.model.config
+        names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+        return sorted({int(v) for v in (getattr(config, n, None) for n in names) if v is not None})
 
     def _stop_string_cut(self, ids: list[int], stops: Sequence[str]) -> int | None:
         """Smallest k such that the first k ids decode to text containing a stop string."""

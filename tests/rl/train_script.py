@@ -90,7 +90,8 @@ def offline_run(directory: Path, micro_batch_size: int) -> None:
         micro_batch_size=micro_batch_size,
         learning_rate=1e-3,
         max_grad_norm=0.0,
-        aggregation="token_mean",
+        aggregation="seq_mean",
+        advantage="offline",  # A = reward: a loss far from 0 to compare
         seed=0,
     )
     trainer = Trainer(policy, OfflineSource(offline_episodes()), config, directory)

@@ -139,3 +139,15 @@ def test_per_token_advantages_and_bad_input():
         LossSettings(aggregation="mean")
     with pytest.raises(ValueError, match="not one of"):
         aggregate(logprobs, torch.ones(1, 3), "sum")
+
+
+def test_kl_ratio_correction_weights_kl_by_the_ratio():
+    logprobs, old = torch.zeros(1, 1), torch.full((1, 1), LOG(0.5))  # ratio 2
+    reference = torch.full((1, 1), LOG(2.0))
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    for correction, expected in ((False, 1 - LOG(2.0)), (True, 2 * (1 - LOG(2.0)))):
+        settings = LossSettings(beta=1.0, kl_ratio_correction=correction)
+        loss, _ = policy_loss(
+            logprobs, old, torch.tensor([0.0]), mask, settings, reference_logprobs=reference
+        )
+        assert loss.item() == pytest.approx(expected)

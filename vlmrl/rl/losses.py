@@ -9,6 +9,9 @@ where KL_t is the k3 estimator of KL(pi || pi_ref) (Schulman 2020):
 
     KL_t = exp(log pi_ref - log pi) - (log pi_ref - log pi) - 1   (>= 0, unbiased)
 
+optionally weighted by rho (`kl_ratio_correction`, DeepSeek-V3.2) for an unbiased gradient
+when the samples come from pi_old rather than pi.
+
 The per-token losses are aggregated by one of
     token_mean:     sum_{i,t} l / (number of tokens)                   (DAPO; TRL "bnpo"/"dapo")
     seq_mean:       mean_i [ sum_t l / (tokens of i) ]                 (GRPO paper; TRL "grpo")
@@ -39,6 +42,9 @@ class LossSettings:
     entropy_coef: float = 0.0
     aggregation: str = "token_mean"
     max_length: int = 0  # the constant of token_sum_norm (the rollout's max new tokens)
+    # Multiply KL_t by the (differentiable) ratio rho, which makes its gradient the unbiased
+    # reverse-KL gradient off-policy (DeepSeek-V3.2; TRL's `use_bias_correction_kl`).
+    kl_ratio_correction: bool = False
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -130,7 +136,7 @@ def policy_loss(
     if reference_logprobs is not None:
         kl = kl_k3(logprobs, torch.where(mask > 0, reference_logprobs, logprobs))
         if settings.beta != 0:
-            per_token = per_token + settings.beta * kl
+            per_token = per_token + settings.beta * (kl * ratio if settings.kl_ratio_correction else kl)
     elif settings.beta != 0:
         raise ValueError("beta != 0 needs reference_logprobs")
     loss = aggregate(per_token, mask, settings.aggregation, token_count, sequence_count, settings.max_length)

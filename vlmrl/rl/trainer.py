@@ -70,6 +70,9 @@ class TrainerConfig:
     beta: float = option(
         0.0, help="KL(policy || reference) coefficient (k3 estimator); 0 skips the reference."
     )
+    kl_ratio_correction: bool = option(
+        False, help="Weight the KL term by the importance ratio (unbiased off-policy KL gradient)."
+    )
     entropy_coef: float = option(0.0, help="Entropy bonus coefficient.")
     aggregation: str = option("token_mean", help=f"Loss aggregation: {', '.join(AGGREGATIONS)}.")
     max_length: int = option(64, help="The constant max length of token_sum_norm (max new tokens).")
@@ -100,6 +103,7 @@ class TrainerConfig:
             "epsilon_low": self.epsilon_low,
             "epsilon_high": self.epsilon_high,
             "beta": self.beta,
+            "kl_ratio_correction": self.kl_ratio_correction,
             "entropy_coef": self.entropy_coef,
             "aggregation": self.aggregation,
             "max_length": self.max_length,

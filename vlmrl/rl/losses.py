@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-AGGREGATIONS = ("token_mean", "seq_mean", "token_sum_norm")
+from vlmrl.rl.settings import AGGREGATIONS
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmrl.config import option
-from vlmrl.rl.trainer import TrainerConfig
+from vlmrl.rl.settings import TrainerConfig
 
 
 @dataclass

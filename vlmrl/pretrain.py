@@ -51,6 +51,10 @@ class PretrainConfig:
         300,
         help="Vision alignment steps before SFT: dense per-cell attribute heads on the vision tower (0: skip).",
     )
+    freeze_vision: bool = option(
+        True,
+        help="Keep the aligned vision tower fixed during SFT (faster, and early LM gradients cannot scramble it).",
+    )
     eval_questions: int = option(400, help="Held-out shapes questions for the final evaluation.")
     eval_every: int = option(500, help="Evaluate on held-out questions every N steps (0: only at the end).")
     seed: int = option(0, help="Seed of the initial weights and of the data stream.")
@@ -370,6 +374,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     logger = MetricsLogger(directory)
     if config.align_steps:
         align_vision(vlm, config, log=lambda step, record: logger.log(step - config.align_steps, record))
+    if config.freeze_vision:
+        vlm.model.model.visual.requires_grad_(False)
     eval_seed = config.seed + 10_000  # held out: the training stream never draws this seed
 
     def evaluate(step: int) -> dict[str, float]:

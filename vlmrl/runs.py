@@ -50,7 +50,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "tolist"):
@@ -61,7 +61,7 @@ def _json_default(value: Any) -> Any:
 
 
 def atomic_write_json(path: str | Path, value: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(value, indent=indent, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(value, indent=indent, default=json_default) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -135,7 +135,7 @@ class MetricsLogger:
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         record = {"step": step, "time": time.time(), **metrics}
         with open(self.path, "a") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json.dumps(record, default=json_default) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         if self._writer is not None:

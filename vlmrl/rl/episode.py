@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from vlmrl.runs import atomic_write_bytes, atomic_write_text
+from vlmrl.runs import atomic_write_bytes, atomic_write_text, json_default
 
 FORMAT_VERSION = 1
 
@@ -179,18 +179,8 @@ def save_episodes(episodes: Iterable[Episode], path: str | Path, images_folder: 
     lines = []
     for episode in episodes:
         record = episode_to_record(episode, folder, path.parent, written)
-        lines.append(json.dumps(record, default=_json_default))
+        lines.append(json.dumps(record, default=json_default))
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"episode info holds a {type(value).__name__}, which JSON cannot store")
 
 
 def _require(record: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -374,15 +374,25 @@ class VLM:
         if temperature != 1.0:
             logits = logits / temperature
         targets = inputs["input_ids"][:, 1:]
-        log_normaliser = torch.logsumexp(logits, dim=-1)
+        placeholders = self._vision_placeholder_ids()
+        if placeholders:
+            # The sampler never samples vision placeholder ids (see _generate_chunk), so the
+            # policy's distribution excludes them: normalise over the same support, or an
+            # untrained model's scores sit log(V / (V - k)) below the sampler's log-probs.
+            excluded = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            excluded[placeholders] = True
+            logits_for_normaliser = logits.masked_fill(excluded, torch.finfo(logits.dtype).min)
+        else:
+            logits_for_normaliser = logits
+        log_normaliser = torch.logsumexp(logits_for_normaliser, dim=-1)
         token_logprobs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_normaliser
         batch, length = inputs["input_ids"].shape
         zeros = torch.zeros(batch, 1, device=logits.device, dtype=token_logprobs.dtype)
         logprobs = torch.cat([zeros, token_logprobs], dim=1)
         entropies = None
         if entropy:
-            probabilities = torch.softmax(logits, dim=-1)
-            token_entropy = log_normaliser - (probabilities * logits).sum(-1)
+            probabilities = torch.softmax(logits_for_normaliser, dim=-1)
+            token_entropy = log_normaliser - (probabilities * logits_for_normaliser).sum(-1)
             entropies = torch.cat([zeros, token_entropy], dim=1)
 
         def padded(values: list[list[Any]], fill: Any, dtype: torch.dtype) -> torch.Tensor:

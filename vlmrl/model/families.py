@@ -53,9 +53,209 @@ FAMILIES = [
 ]
 
 
+FAMILY_BY_NAME = {family.name: family for family in FAMILIES}
+
+
 def family_for(model_type: str, source: str = "model") -> Family:
     for family in FAMILIES:
         if model_type in family.model_types:
             return family
     known = sorted(t for f in FAMILIES for t in f.model_types)
     raise ValueError(f"{source}: unknown model family '{model_type}'; supported model types are {known}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny random models of every family, built from config (no download), for tests and smoke runs.
+#
+# Each builder makes the real transformers config/model/processor classes with tiny sizes and
+# puts the project tokenizer behind the processor, with the family's special tokens added and
+# a chat template in the family's style (image parts rendered as `Family.image_marker`,
+# assistant turns closed by `Family.end_of_turn`). Image sizes are kept small so that a
+# two-image conversation is a few dozen visual tokens.
+
+TINY_HIDDEN = 64
+TINY_LAYERS = 2
+
+
+def _qwen_style_template(image_marker: str, end_of_turn: str = "<|im_end|>") -> str:
+    """ChatML turns (Qwen, LLaVA-OneVision, InternVL) with images written as `image_marker`."""
+    return (
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}{{ '" + image_marker + "' }}"
+        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+        "{{ '" + end_of_turn + "\\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+
+def _tokenizer_with(tokens: list[str]):
+    """The project tokenizer with `tokens` added as special tokens (those it lacks)."""
+    from vlmrl.model.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer()
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": missing}, replace_extra_special_tokens=False
+        )
+    return tokenizer
+
+
+def _ids(tokenizer, names: list[str]) -> dict[str, int]:
+    return dict(zip(names, tokenizer.convert_tokens_to_ids(names)))
+
+
+def _vocab_size(tokenizer) -> int:
+    return (len(tokenizer) + 63) // 64 * 64
+
+
+def _text_ids(tokenizer, end_of_turn: str, bos: str | None = None) -> dict[str, int | None]:
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.convert_tokens_to_ids(end_of_turn),
+        "bos_token_id": tokenizer.convert_tokens_to_ids(bos) if bos else None,
+    }
+
+
+QWEN_VISION_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+
+
+def _qwen_text_config(tokenizer, head_dim: int = 32) -> dict:
+    half = head_dim // 2
+    sections = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
+    return {
+        "vocab_size": _vocab_size(tokenizer),
+        "hidden_size": TINY_HIDDEN,
+        "intermediate_size": 2 * TINY_HIDDEN,
+        "num_hidden_layers": TINY_LAYERS,
+        "num_attention_heads": TINY_HIDDEN // head_dim,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 2048,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections},
+        **_text_ids(tokenizer, "<|im_end|>"),
+    }
+
+
+def _tiny_qwen2_vl(seed: int):
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = _tokenizer_with(QWEN_VISION_TOKENS)
+    ids = _ids(tokenizer, QWEN_VISION_TOKENS)
+    config = Qwen2VLConfig(
+        text_config=_qwen_text_config(tokenizer),
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": TINY_HIDDEN,
+            "mlp_ratio": 2,
+            "num_heads": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            min_pixels=56 * 56, max_pixels=84 * 84, patch_size=14, merge_size=2, temporal_patch_size=2
+        ),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=_qwen_style_template(FAMILY_BY_NAME["qwen2_vl"].image_marker),
+    )
+    return Qwen2VLForConditionalGeneration, config, processor
+
+
+def _tiny_qwen3_vl(seed: int):
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = _tokenizer_with(QWEN_VISION_TOKENS)
+    ids = _ids(tokenizer, QWEN_VISION_TOKENS)
+    text = _qwen_text_config(tokenizer)
+    text["head_dim"] = 32
+    text["rope_parameters"]["mrope_interleaved"] = True
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": TINY_HIDDEN,
+            "num_position_embeddings": 36,  # a 6x6 grid of learned positions, interpolated
+            "deepstack_visual_indexes": [1],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            min_pixels=64 * 64, max_pixels=96 * 96, patch_size=16, merge_size=2, temporal_patch_size=2
+        ),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(),
+        chat_template=_qwen_style_template(FAMILY_BY_NAME["qwen3_vl"].image_marker),
+    )
+    return Qwen3VLForConditionalGeneration, config, processor
+
+
+_BUILDERS = {
+    "qwen2_vl": _tiny_qwen2_vl,
+    "qwen3_vl": _tiny_qwen3_vl,
+}
+
+
+def tiny_random_vlm(family_name: str, seed: int = 0):
+    """A random-init tiny model of `family_name`'s real transformers class, with its processor.
+
+    Qwen2.5-VL is the project's own tiny model (`vlmrl.model.tiny`); the others are built here.
+    """
+    import torch
+
+    from vlmrl.model.vlm import VLM
+
+    if family_name == "qwen2_5_vl":
+        from vlmrl.model.tiny import build_random_tiny
+
+        return build_random_tiny("tiny", seed=seed)
+    if family_name not in _BUILDERS:
+        raise ValueError(
+            f"no tiny builder for family '{family_name}'; known: {sorted(_BUILDERS) + ['qwen2_5_vl']}"
+        )
+    model_class, config, processor = _BUILDERS[family_name](seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config).to(torch.float32)
+    tokenizer = processor.tokenizer
+    text_config = config.get_text_config()
+    model.generation_config.pad_token_id = text_config.pad_token_id
+    model.generation_config.eos_token_id = text_config.eos_token_id
+    model.generation_config.bos_token_id = text_config.bos_token_id
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return VLM(model, processor, FAMILY_BY_NAME[family_name], name=f"tiny random {family_name}")

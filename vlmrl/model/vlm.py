@@ -199,10 +199,9 @@ class VLM:
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "attention_mask": torch.tensor(mask, dtype=torch.long),
         }
-        if (
-            hasattr(self.processor, "create_mm_token_type_ids")
-            and getattr(self.processor, "image_token_id", None) is not None
-        ):
+        # Only families that declare it take per-token modality ids (other processors' methods
+        # of this name need extra arguments, and their models do not read the ids).
+        if self.family.modality_type_ids and getattr(self.processor, "image_token_id", None) is not None:
             types = self.processor.create_mm_token_type_ids(ids)
             batch["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
         if self.family.token_type_ids:

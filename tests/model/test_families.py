@@ -70,12 +70,14 @@ def test_generate_score_save_load(family_name, tmp_path):
     extended = [conversation + [generation.as_message()] for generation in generations]
     with torch.no_grad():
         scores = vlm.score(extended, entropy=True)
-    earlier_turn = vlm.tokenizer("red", add_special_tokens=False)["input_ids"] + [vlm.end_of_turn_id]
     for row, generation in enumerate(generations):
         mask = scores.action_mask[row]
-        assert int(mask.sum()) == len(earlier_turn) + len(generation.token_ids)
         actions = scores.input_ids[row][mask].tolist()
-        assert actions == earlier_turn + generation.token_ids
+        # the earlier assistant turn ("red", as the family's template writes it) then the sample
+        earlier_turn = actions[: len(actions) - len(generation.token_ids)]
+        assert actions[len(earlier_turn) :] == generation.token_ids
+        assert earlier_turn[-1] == vlm.end_of_turn_id
+        assert vlm.tokenizer.decode(earlier_turn[:-1]).strip() == "red"
         sampled = scores.logprobs[row][mask][len(earlier_turn) :]
         assert torch.allclose(sampled, torch.tensor(generation.logprobs), atol=1e-4), (
             sampled.tolist(),

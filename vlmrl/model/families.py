@@ -21,6 +21,8 @@ class Family:
     # or (Idefics3/SmolVLM) along the images dimension of a [1, images, ...] tensor.
     images_dimension: int = 0
     token_type_ids: bool = False  # Gemma3 marks image tokens for bidirectional attention
+    # The Qwen-VL models read `mm_token_type_ids` (0 text, 1 image, 2 video) to place M-RoPE.
+    modality_type_ids: bool = False
     first_class: bool = False
 
 
@@ -30,6 +32,7 @@ FAMILIES = [
         ("qwen2_vl",),
         "<|vision_start|><|image_pad|><|vision_end|>",
         "<|im_end|>",
+        modality_type_ids=True,
         first_class=True,
     ),
     Family(
@@ -37,6 +40,7 @@ FAMILIES = [
         ("qwen2_5_vl",),
         "<|vision_start|><|image_pad|><|vision_end|>",
         "<|im_end|>",
+        modality_type_ids=True,
         first_class=True,
     ),
     Family(
@@ -44,6 +48,7 @@ FAMILIES = [
         ("qwen3_vl",),
         "<|vision_start|><|image_pad|><|vision_end|>",
         "<|im_end|>",
+        modality_type_ids=True,
         first_class=True,
     ),
     Family("idefics3", ("idefics3", "smolvlm"), "<image>", "<end_of_utterance>", images_dimension=1),
@@ -259,3 +264,76 @@ def tiny_random_vlm(family_name: str, seed: int = 0):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return VLM(model, processor, FAMILY_BY_NAME[family_name], name=f"tiny random {family_name}")
+
+
+def _llama_text_config(tokenizer, end_of_turn: str, bos: str | None = None) -> dict:
+    return {
+        "model_type": "llama",
+        "vocab_size": _vocab_size(tokenizer),
+        "hidden_size": TINY_HIDDEN,
+        "intermediate_size": 2 * TINY_HIDDEN,
+        "num_hidden_layers": TINY_LAYERS,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 2048,
+        **_text_ids(tokenizer, end_of_turn, bos),
+    }
+
+
+IDEFICS3_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
+    f"<row_{row}_col_{column}>" for row in range(1, 7) for column in range(1, 7)
+]
+# Idefics3/SmolVLM chat style: "User:<image>question<end_of_utterance>\nAssistant: answer...".
+IDEFICS3_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ message['role'] | capitalize + ':' }}"
+    "{% if message['content'] is string %}{{ ' ' + message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif part['type'] == 'text' %}{{ ' ' + part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<end_of_utterance>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _tiny_idefics3(seed: int):
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    tokenizer = _tokenizer_with(IDEFICS3_TOKENS)
+    image_size, patch_size, scale_factor = 32, 8, 2
+    config = Idefics3Config(
+        text_config=_llama_text_config(tokenizer, "<end_of_utterance>"),
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": patch_size,
+        },
+        scale_factor=scale_factor,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    # One global image per picture, no tiling: (32 / 8)^2 / 2^2 = 4 image tokens each.
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": image_size},
+        max_image_size={"longest_edge": image_size},
+        do_image_splitting=False,
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=(image_size // patch_size) ** 2 // scale_factor**2,
+        chat_template=IDEFICS3_TEMPLATE,
+    )
+    return Idefics3ForConditionalGeneration, config, processor
+
+
+_BUILDERS["idefics3"] = _tiny_idefics3

@@ -337,3 +337,68 @@ def _tiny_idefics3(seed: int):
 
 
 _BUILDERS["idefics3"] = _tiny_idefics3
+
+
+def _siglip_config(image_size: int, patch_size: int) -> dict:
+    return {
+        "model_type": "siglip_vision_model",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "vision_use_head": False,
+    }
+
+
+def _qwen2_text_config(tokenizer, end_of_turn: str = "<|im_end|>") -> dict:
+    return {
+        "model_type": "qwen2",
+        "vocab_size": _vocab_size(tokenizer),
+        "hidden_size": TINY_HIDDEN,
+        "intermediate_size": 2 * TINY_HIDDEN,
+        "num_hidden_layers": TINY_LAYERS,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 2048,
+        **_text_ids(tokenizer, end_of_turn),
+    }
+
+
+def _tiny_llava_onevision(seed: int):
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    tokenizer = _tokenizer_with(["<image>", "<video>"])
+    image_size, patch_size = 32, 8
+    # anyres: the base view plus at most a 2x2 grid of 32-pixel tiles
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    config = LlavaOnevisionConfig(
+        text_config=_qwen2_text_config(tokenizer),
+        vision_config=_siglip_config(image_size, patch_size),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(
+            size={"height": image_size, "width": image_size}, image_grid_pinpoints=pinpoints
+        ),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": image_size, "width": image_size}),
+        num_image_tokens=(image_size // patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=_qwen_style_template("<image>"),
+    )
+    return LlavaOnevisionForConditionalGeneration, config, processor
+
+
+_BUILDERS["llava_onevision"] = _tiny_llava_onevision

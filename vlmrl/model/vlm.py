@@ -205,7 +205,9 @@ class VLM:
             types = self.processor.create_mm_token_type_ids(ids)
             batch["mm_token_type_ids"] = torch.tensor(types, dtype=torch.long)
         if self.family.token_type_ids:
-            image_token = getattr(self.processor, "image_token_id", None)
+            # The image soft token the model embeds pixels into; Gemma3's processor calls its
+            # begin-of-image token `image_token_id`, which would leave the image tokens causal.
+            image_token = getattr(self.model.config, "image_token_id", None)
             batch["token_type_ids"] = (batch["input_ids"] == image_token).long()
         vision = collate_vision([piece for item in encoded for piece in item.vision], self.family)
         if "pixel_values" in vision:

@@ -88,6 +88,35 @@ def test_generate_score_save_load(family_name, tmp_path):
         )
         assert torch.isfinite(scores.entropy[row][mask]).all()
     assert scores.logprobs.shape == scores.input_ids.shape
+    image_token = vlm.model.config.image_token_id
+    image_tokens = int((scores.input_ids[0] == image_token).sum())
+    assert image_tokens >= 2  # both images were expanded into the family's image tokens
+    if vlm.family.token_type_ids:
+        batch = vlm._batch(vlm.encode(extended[:1], add_generation_prompt=False), padding_side="right")
+        assert torch.equal(batch["token_type_ids"][0].bool(), batch["input_ids"][0] == image_token)
+        assert int(batch["token_type_ids"].sum()) == image_tokens
+
+    # the pixels reach the model: other images change the scores of the later tokens
+    swapped = [
+        [
+            dict(
+                m,
+                content=[
+                    dict(p, image=_image(9, (72, 72))) if p.get("type") == "image" else p
+                    for p in m["content"]
+                ],
+            )
+            if m["role"] == "user"
+            else m
+            for m in conversation
+        ]
+        for conversation in extended
+    ]
+    with torch.no_grad():
+        other = vlm.score(swapped)
+    assert torch.equal(other.input_ids, scores.input_ids) or other.input_ids.shape != scores.input_ids.shape
+    if other.input_ids.shape == scores.input_ids.shape:
+        assert not torch.allclose(other.logprobs[scores.action_mask], scores.logprobs[scores.action_mask])
 
     vlm.save(tmp_path / "saved")
     loaded = VLM.load(tmp_path / "saved", dtype="float32", device="cpu")

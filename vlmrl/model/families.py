@@ -256,6 +256,12 @@ def tiny_random_vlm(family_name: str, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config).to(torch.float32)
+        # Gemma3 zero-initialises its image projection (images are ignored until trained); a
+        # test model should see its pixels, so that one matrix is drawn at random too.
+        for name, parameter in model.named_parameters():
+            if name.endswith("mm_input_projection_weight"):
+                with torch.no_grad():
+                    parameter.normal_(std=config.get_text_config().initializer_range)
     tokenizer = processor.tokenizer
     text_config = config.get_text_config()
     model.generation_config.pad_token_id = text_config.pad_token_id
@@ -402,3 +408,132 @@ def _tiny_llava_onevision(seed: int):
 
 
 _BUILDERS["llava_onevision"] = _tiny_llava_onevision
+
+
+def _with_named_tokens(tokenizer, named: dict[str, str]):
+    """`tokenizer` reloaded with named special tokens (`tokenizer.<name>` / `<name>_id`).
+
+    InternVL's and Gemma3's processors read their image tokens from such attributes; a
+    save/reload with `extra_special_tokens` is the public way to set them, and they persist
+    when the processor is saved.
+    """
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save_pretrained(directory)
+        return AutoTokenizer.from_pretrained(directory, extra_special_tokens=named)
+
+
+INTERNVL_NAMED = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+
+
+def _tiny_internvl(seed: int):
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    tokenizer = _with_named_tokens(_tokenizer_with(list(INTERNVL_NAMED.values())), INTERNVL_NAMED)
+    image_size, patch_size, downsample_ratio = 32, 8, 0.5
+    config = InternVLConfig(
+        text_config=_qwen2_text_config(tokenizer),
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": [image_size, image_size],
+            "patch_size": [patch_size, patch_size],
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        downsample_ratio=downsample_ratio,
+        image_seq_length=int((image_size // patch_size) ** 2 * downsample_ratio**2),
+    )
+    processor = InternVLProcessor(
+        # dynamic tiling into at most 2 tiles of 32 pixels, plus the thumbnail
+        image_processor=GotOcr2ImageProcessor(
+            size={"height": image_size, "width": image_size}, crop_to_patches=True, max_patches=2
+        ),
+        tokenizer=tokenizer,
+        video_processor=InternVLVideoProcessor(size={"height": image_size, "width": image_size}),
+        image_seq_length=config.image_seq_length,
+        chat_template=_qwen_style_template("<IMG_CONTEXT>"),
+    )
+    return InternVLForConditionalGeneration, config, processor
+
+
+GEMMA3_NAMED = {
+    "boi_token": "<start_of_image>",
+    "eoi_token": "<end_of_image>",
+    "image_token": "<image_soft_token>",
+}
+# Gemma's turns: "<start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n...".
+GEMMA3_TEMPLATE = (
+    "{{ '<bos>' }}{% for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<start_of_image>' }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<end_of_turn>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
+
+def _tiny_gemma3(seed: int):
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
+
+    tokens = ["<bos>", "<start_of_turn>", "<end_of_turn>", *GEMMA3_NAMED.values()]
+    tokenizer = _with_named_tokens(_tokenizer_with(tokens), GEMMA3_NAMED)
+    tokenizer.bos_token = "<bos>"
+    image_size, patch_size, tokens_per_image = 32, 8, 4
+    ids = _ids(tokenizer, list(GEMMA3_NAMED.values()))
+    config = Gemma3Config(
+        text_config={
+            "vocab_size": _vocab_size(tokenizer),
+            "hidden_size": TINY_HIDDEN,
+            "intermediate_size": 2 * TINY_HIDDEN,
+            "num_hidden_layers": TINY_LAYERS,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 64,
+            "layer_types": ["sliding_attention", "full_attention"],
+            "max_position_embeddings": 2048,
+            **_text_ids(tokenizer, "<end_of_turn>", bos="<bos>"),
+        },
+        vision_config=_siglip_config(image_size, patch_size),
+        mm_tokens_per_image=tokens_per_image,  # the 4x4 patch grid pooled to 2x2
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+    )
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=tokenizer,
+        image_seq_length=tokens_per_image,
+        chat_template=GEMMA3_TEMPLATE,
+    )
+    return Gemma3ForConditionalGeneration, config, processor
+
+
+_BUILDERS["internvl"] = _tiny_internvl
+_BUILDERS["gemma3"] = _tiny_gemma3

@@ -126,3 +126,31 @@ def test_generate_score_save_load(family_name, tmp_path):
     assert torch.equal(reloaded.input_ids, scores.input_ids)
     assert torch.equal(reloaded.action_mask, scores.action_mask)
     assert torch.allclose(reloaded.logprobs, scores.logprobs, atol=1e-6)
+
+
+@pytest.mark.parametrize("family_name", [family.name for family in FAMILIES])
+def test_padded_batch_of_different_conversations(family_name):
+    """Different prompts (lengths, image counts and sizes) batched together: left padding in
+    `generate`, right padding in `score`, per-image tensors of both joined; scores of the
+    sampled tokens still equal the sampler's, and each row scores as it does alone."""
+    if family_name in BROKEN:
+        pytest.xfail(BROKEN[family_name])
+    vlm = tiny_random_vlm(family_name, seed=1)
+    image = {"type": "image", "image": _image(5, (48, 40))}
+    short = [{"role": "user", "content": [image, {"type": "text", "text": "Hi?"}]}]
+    conversations = [_conversation(), short]
+    generations = vlm.generate(conversations, SamplingParams(n=1, seed=0, max_new_tokens=NEW_TOKENS))
+    assert [g.prompt_index for g in generations] == [0, 1]
+    extended = [conversations[g.prompt_index] + [g.as_message()] for g in generations]
+    with torch.no_grad():
+        batched = vlm.score(extended)
+        alone = [vlm.score([conversation]) for conversation in extended]
+    for row, generation in enumerate(generations):
+        mask = batched.action_mask[row]
+        sampled = batched.logprobs[row][mask][-len(generation.token_ids) :]
+        assert torch.allclose(sampled, torch.tensor(generation.logprobs), atol=1e-4)
+        length = alone[row].input_ids.shape[1]
+        assert torch.equal(batched.input_ids[row, :length], alone[row].input_ids[0])
+        assert torch.allclose(
+            batched.logprobs[row, :length][mask[:length]], alone[row].logprobs[0][mask[:length]], atol=1e-4
+        )

@@ -4,11 +4,18 @@ Qwen2-VL, Qwen2.5-VL and Qwen3-VL are first-class (M-RoPE with `image_grid_thw`)
 families go through transformers' Auto classes. What differs between families and matters to
 the wrapper is small and lives in this table: the text the chat template writes for one
 image, the string that ends an assistant turn, and how per-image tensors are batched.
+
+`tiny_random_vlm(name)` builds a random-init tiny model of each family's real transformers
+class from config, with the project tokenizer, for tests (no download).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vlmrl.model.vlm import VLM
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ def _qwen_text_config(tokenizer, head_dim: int = 32) -> dict:
     }
 
 
-def _tiny_qwen2_vl(seed: int):
+def _tiny_qwen2_vl():
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
@@ -185,7 +192,7 @@ def _tiny_qwen2_vl(seed: int):
     return Qwen2VLForConditionalGeneration, config, processor
 
 
-def _tiny_qwen3_vl(seed: int):
+def _tiny_qwen3_vl():
     from transformers import (
         Qwen2VLImageProcessor,
         Qwen3VLConfig,
@@ -229,49 +236,6 @@ def _tiny_qwen3_vl(seed: int):
     return Qwen3VLForConditionalGeneration, config, processor
 
 
-_BUILDERS = {
-    "qwen2_vl": _tiny_qwen2_vl,
-    "qwen3_vl": _tiny_qwen3_vl,
-}
-
-
-def tiny_random_vlm(family_name: str, seed: int = 0):
-    """A random-init tiny model of `family_name`'s real transformers class, with its processor.
-
-    Qwen2.5-VL is the project's own tiny model (`vlmrl.model.tiny`); the others are built here.
-    """
-    import torch
-
-    from vlmrl.model.vlm import VLM
-
-    if family_name == "qwen2_5_vl":
-        from vlmrl.model.tiny import build_random_tiny
-
-        return build_random_tiny("tiny", seed=seed)
-    if family_name not in _BUILDERS:
-        raise ValueError(
-            f"no tiny builder for family '{family_name}'; known: {sorted(_BUILDERS) + ['qwen2_5_vl']}"
-        )
-    model_class, config, processor = _BUILDERS[family_name](seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = model_class(config).to(torch.float32)
-        # Gemma3 zero-initialises its image projection (images are ignored until trained); a
-        # test model should see its pixels, so that one matrix is drawn at random too.
-        for name, parameter in model.named_parameters():
-            if name.endswith("mm_input_projection_weight"):
-                with torch.no_grad():
-                    parameter.normal_(std=config.get_text_config().initializer_range)
-    tokenizer = processor.tokenizer
-    text_config = config.get_text_config()
-    model.generation_config.pad_token_id = text_config.pad_token_id
-    model.generation_config.eos_token_id = text_config.eos_token_id
-    model.generation_config.bos_token_id = text_config.bos_token_id
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return VLM(model, processor, FAMILY_BY_NAME[family_name], name=f"tiny random {family_name}")
-
-
 def _llama_text_config(tokenizer, end_of_turn: str, bos: str | None = None) -> dict:
     return {
         "model_type": "llama",
@@ -304,7 +268,7 @@ IDEFICS3_TEMPLATE = (
 )
 
 
-def _tiny_idefics3(seed: int):
+def _tiny_idefics3():
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -342,9 +306,6 @@ def _tiny_idefics3(seed: int):
     return Idefics3ForConditionalGeneration, config, processor
 
 
-_BUILDERS["idefics3"] = _tiny_idefics3
-
-
 def _siglip_config(image_size: int, patch_size: int) -> dict:
     return {
         "model_type": "siglip_vision_model",
@@ -372,7 +333,7 @@ def _qwen2_text_config(tokenizer, end_of_turn: str = "<|im_end|>") -> dict:
     }
 
 
-def _tiny_llava_onevision(seed: int):
+def _tiny_llava_onevision():
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -407,9 +368,6 @@ def _tiny_llava_onevision(seed: int):
     return LlavaOnevisionForConditionalGeneration, config, processor
 
 
-_BUILDERS["llava_onevision"] = _tiny_llava_onevision
-
-
 def _with_named_tokens(tokenizer, named: dict[str, str]):
     """`tokenizer` reloaded with named special tokens (`tokenizer.<name>` / `<name>_id`).
 
@@ -434,7 +392,7 @@ INTERNVL_NAMED = {
 }
 
 
-def _tiny_internvl(seed: int):
+def _tiny_internvl():
     from transformers import (
         GotOcr2ImageProcessor,
         InternVLConfig,
@@ -492,7 +450,7 @@ GEMMA3_TEMPLATE = (
 )
 
 
-def _tiny_gemma3(seed: int):
+def _tiny_gemma3():
     from transformers import (
         Gemma3Config,
         Gemma3ForConditionalGeneration,
@@ -535,5 +493,48 @@ def _tiny_gemma3(seed: int):
     return Gemma3ForConditionalGeneration, config, processor
 
 
-_BUILDERS["internvl"] = _tiny_internvl
-_BUILDERS["gemma3"] = _tiny_gemma3
+_BUILDERS = {
+    "qwen2_vl": _tiny_qwen2_vl,
+    "qwen3_vl": _tiny_qwen3_vl,
+    "idefics3": _tiny_idefics3,
+    "llava_onevision": _tiny_llava_onevision,
+    "internvl": _tiny_internvl,
+    "gemma3": _tiny_gemma3,
+}
+
+
+def tiny_random_vlm(family_name: str, seed: int = 0) -> VLM:
+    """A random-init tiny model of `family_name`'s real transformers class, with its processor.
+
+    Qwen2.5-VL is the project's own tiny model (`vlmrl.model.tiny`); the others are built here.
+    """
+    import torch
+
+    from vlmrl.model.vlm import VLM
+
+    if family_name == "qwen2_5_vl":
+        from vlmrl.model.tiny import build_random_tiny
+
+        return build_random_tiny("tiny", seed=seed)
+    if family_name not in _BUILDERS:
+        raise ValueError(
+            f"no tiny builder for family '{family_name}'; known: {sorted(_BUILDERS) + ['qwen2_5_vl']}"
+        )
+    model_class, config, processor = _BUILDERS[family_name]()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config).to(torch.float32)
+        # Gemma3 zero-initialises its image projection (images are ignored until trained); a
+        # test model should see its pixels, so that one matrix is drawn at random too.
+        for name, parameter in model.named_parameters():
+            if name.endswith("mm_input_projection_weight"):
+                with torch.no_grad():
+                    parameter.normal_(std=config.get_text_config().initializer_range)
+    tokenizer = processor.tokenizer
+    text_config = config.get_text_config()
+    model.generation_config.pad_token_id = text_config.pad_token_id
+    model.generation_config.eos_token_id = text_config.eos_token_id
+    model.generation_config.bos_token_id = text_config.bos_token_id
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return VLM(model, processor, FAMILY_BY_NAME[family_name], name=f"tiny random {family_name}")

@@ -326,33 +326,22 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
 
 
 def evaluate_shapes_qa(
-    vlm: Any, questions: int, seed: int, resolution: int, batch_size: int = 64
+    vlm: Any, questions: int, seed: int, resolution: int, out_dir: str | Path
 ) -> dict[str, float]:
-    """Held-out shapes QA accuracy by type, counting with answers <= 6, and format compliance."""
-    from vlmrl.data_recipes.shapes import shapes_qa_records
-    from vlmrl.model import SamplingParams
-    from vlmrl.model.formats import FormatFailure, parse_answer
+    """Held-out shapes QA through the evaluation harness: accuracy by type, small counts, format."""
+    from vlmrl.evals.builtin import shapes_qa_task
+    from vlmrl.evals.runner import evaluate
 
-    records = list(shapes_qa_records(questions, seed=seed, resolution=resolution))
-    correct: dict[str, list[bool]] = {}
-    formatted = []
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        conversations = [[_user(r["image"], r["question"])] for r in chunk]
-        outputs = vlm.generate(conversations, SamplingParams(max_new_tokens=16, temperature=0))
-        for record, output in zip(chunk, outputs):
-            answer = parse_answer(output.text)
-            formatted.append(not isinstance(answer, FormatFailure))
-            right = (not isinstance(answer, FormatFailure)) and answer.lower() == record["answer"].lower()
-            kind = record["question_type"]
-            correct.setdefault(kind, []).append(right)
-            if kind == "count" and int(record["answer"]) <= 6:
-                correct.setdefault("count_le6", []).append(right)
-    metrics = {f"accuracy/{k}": float(np.mean(v)) for k, v in sorted(correct.items())}
-    everything = [x for k, v in correct.items() if k != "count_le6" for x in v]
-    metrics["accuracy/all"] = float(np.mean(everything))
-    metrics["format_compliance"] = float(np.mean(formatted))
-    return metrics
+    results = evaluate(
+        vlm,
+        [shapes_qa_task(questions, seed, resolution)],
+        batch_size=64,
+        out_dir=out_dir,
+        show_progress=False,
+        resamples=200,
+    )
+    metrics = results["tasks"]["shapes-qa"]["metrics"]
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -379,7 +368,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     eval_seed = config.seed + 10_000  # held out: the training stream never draws this seed
 
     def evaluate(step: int) -> dict[str, float]:
-        return evaluate_shapes_qa(vlm, min(config.eval_questions, 200), eval_seed, config.resolution)
+        return evaluate_shapes_qa(
+            vlm,
+            min(config.eval_questions, 200),
+            eval_seed,
+            config.resolution,
+            directory / "eval" / f"step-{step}",
+        )
 
     settings = SFTSettings(
         steps=config.steps,
@@ -398,7 +393,9 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         progress_description=f"pretrain {config.name}",
     )
     minutes = (time.time() - started) / 60
-    final = evaluate_shapes_qa(vlm, config.eval_questions, eval_seed, config.resolution)
+    final = evaluate_shapes_qa(
+        vlm, config.eval_questions, eval_seed, config.resolution, directory / "eval" / "final"
+    )
     logger.log(config.steps, {f"final/{k}": v for k, v in final.items()})
     logger.close()
     model_directory = vlm.save(directory / "model")
@@ -438,8 +435,9 @@ spy-game clues and votes, and zoom tool calls (`<tool_call>` JSON) followed by a
 |---|---|
 {rows}
 
-`count_le6` is counting accuracy on questions whose answer is at most 6; `format_compliance` is
-the share of outputs with a parseable `<answer>` block.
+`accuracy_count_le6` is counting accuracy on questions whose answer is at most 6; `format` is
+the share of outputs with a parseable `<answer>` block. The same figures come from
+`vlmrl eval run --model tiny --tasks shapes-qa --limit 400` (seed 1000 stream there).
 """
     atomic_write_text(directory / "README.md", text)
 

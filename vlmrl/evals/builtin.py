@@ -41,14 +41,23 @@ def _qa_doc(record: dict[str, Any], images: list[Any] | None = None) -> dict[str
 # ----------------------------------------------------------------------------- shapes / charts QA
 
 
-def shapes_qa_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 112) -> Task:
+def shapes_qa_score(doc: dict[str, Any], output: str) -> dict[str, Any]:
+    """qa_score, plus counting accuracy on questions whose answer is at most 6 (small counts)."""
+    score = qa_score(doc, output)
+    if doc.get("question_type") == "count" and doc["answer"].isdigit() and int(doc["answer"]) <= 6:
+        score["accuracy_count_le6"] = score["accuracy"]
+    return score
+
+
+# 168 px is the tiny default's native pixel budget; real models' processors upscale as needed.
+def shapes_qa_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 168) -> Task:
     from vlmrl.data_recipes.shapes import shapes_qa_records
 
     return Task(
         name="shapes-qa",
         docs=lambda limit: [_qa_doc(r) for r in shapes_qa_records(min(n, limit or n), seed, resolution)],
         to_messages=qa_messages,
-        score=qa_score,
+        score=shapes_qa_score,
         aggregate=qa_aggregate,
         max_new_tokens=16,
         description="questions about generated 3-D shape scenes (count, exist, query, compare, relation)",

@@ -57,9 +57,9 @@ def run_demo(model: str = "tiny", questions: int = 4, seed: int = 0, out: str = 
         value = answer.reason if isinstance(answer, FormatFailure) else answer
         right = not isinstance(answer, FormatFailure) and answer.lower() == record["answer"].lower()
         table.add_row(
-            str(image_path),
+            image_path.name,
             record["question"],
-            output.text,
+            value,
             record["answer"],
             "[green]✓" if right else "[red]✗",
         )

@@ -19,6 +19,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_mode(directory: bool = False) -> int:
+    """The permissions a plain open()/mkdir() would give under the current umask.
+
+    mkstemp/mkdtemp create private (0600/0700) entries; results and checkpoints are meant to be
+    read like any other file, so they get the usual permissions before the rename.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def _fsync_directory(directory: Path) -> None:
     with contextlib.suppress(OSError):
         descriptor = os.open(directory, os.O_RDONLY)
@@ -37,6 +48,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -86,10 +98,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield temporary
+        os.chmod(temporary, _default_mode(directory=True))
         for file in temporary.rglob("*"):
             if file.is_file():
                 with open(file, "rb") as handle:
                     os.fsync(handle.fileno())
+                os.chmod(file, _default_mode())
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")

@@ -27,6 +27,10 @@ class RLVRConfig(TrainerConfig):
     out: str = option("runs/rlvr", help="Run directory (metrics, checkpoints, results.json, model/).")
     train_size: int = option(4096, help="Training prompts (shapes-qa: scenes generated; directory: first N).")
     eval_size: int = option(200, help="Held-out prompts for accuracy before and after.")
+    eval_samples: int = option(
+        4,
+        help="Temperature-1 samples per held-out prompt for the sampled (expected-reward) accuracy; 0: greedy only.",
+    )
     group_size: int = option(8, help="Samples per prompt (GRPO group).")
     max_new_tokens: int = option(24, help="Most tokens per completion.")
     top_p: float = option(1.0, help="Nucleus sampling (below 1 implies recomputed old log-probs).")
@@ -115,7 +119,9 @@ def run_rlvr(config: RLVRConfig) -> dict[str, Any]:
 
         before = read_json(results_path).get("before")
     if before is None:
-        before = answer_accuracy(policy, held_out, config.max_new_tokens)
+        before = answer_accuracy(
+            policy, held_out, config.max_new_tokens, samples=config.eval_samples, seed=config.seed
+        )
         if is_main_process():
             atomic_write_json(results_path, {"before": before})
     trainer = Trainer(
@@ -129,11 +135,16 @@ def run_rlvr(config: RLVRConfig) -> dict[str, Any]:
         ],
     )
     history = trainer.fit()
-    after = answer_accuracy(policy, held_out, config.max_new_tokens)
+    after = answer_accuracy(
+        policy, held_out, config.max_new_tokens, samples=config.eval_samples, seed=config.seed
+    )
     results = {
         "before": before,
         "after": after,
         "gain": after["accuracy"] - before["accuracy"],
+        "sampled_gain": None
+        if after.get("sampled_accuracy") is None or before.get("sampled_accuracy") is None
+        else after["sampled_accuracy"] - before["sampled_accuracy"],
         "steps": trainer.step,
         "final_reward_mean": history[-1]["reward_mean"] if history else None,
     }

@@ -316,7 +316,9 @@ class VLM:
             )
             if sampling.stop:
                 stop_cut = self._stop_string_cut(ids, sampling.stop)
-                if stop_cut is not None and stop_cut < len(ids) + (finish == "stop"):
+                # The stop string usually ends in the last sampled token (the sampler stops
+                # there), so any match marks the completion as stopped by it.
+                if stop_cut is not None:
                     ids = ids[:stop_cut]
                     text = self.tokenizer.decode(ids, skip_special_tokens=True)
                     finish = "stop_string"
@@ -419,17 +421,23 @@ class VLM:
         if not tokens or not all(isinstance(t, str) and t for t in tokens):
             raise ValueError("add_tokens expects a non-empty list of non-empty strings")
         old_size = self.model.get_input_embeddings().weight.shape[0]
+        old_vocabulary = len(self.tokenizer)
         self.tokenizer.add_tokens(tokens)
         new_size = max(len(self.tokenizer), old_size)
         if new_size > old_size:
             self.model.resize_token_embeddings(new_size, mean_resizing=False)
+        ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        # Embedding matrices are often padded past the vocabulary, so a new token may land on
+        # an existing (unused) row: initialise the rows of new ids, not only appended rows.
+        new_ids = sorted({i for i in ids if i >= old_vocabulary})
+        if new_ids:
             with torch.no_grad():
                 for embedding in (self.model.get_input_embeddings(), self.model.get_output_embeddings()):
                     if embedding is None:
                         continue
                     weight = embedding.weight
-                    weight[old_size:] = weight[:old_size].mean(dim=0, keepdim=True)
-        return self.tokenizer.convert_tokens_to_ids(tokens)
+                    weight[new_ids] = weight[:old_vocabulary].mean(dim=0, keepdim=True)
+        return ids
 
     def reference(self) -> VLM:
         """A frozen reference policy: a copy, or with LoRA the same weights with adapters off."""

@@ -23,6 +23,8 @@ MAX_COMPLETION = 8
 def batch():
     torch.manual_seed(0)
     vlm = tiny_policy()
+    # TRL normalises log-probs over the whole vocabulary; match that support here.
+    vlm.suppress_vision_placeholders = False
     prompts = [
         [
             {

@@ -85,6 +85,9 @@ class VLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.encoder = ConversationEncoder(processor, family)
         self._adapter_disabled = False
+        # Never sample image/video placeholder ids, and normalise `score` over the same support.
+        # Off only to compare with code that normalises over the whole vocabulary (TRL parity).
+        self.suppress_vision_placeholders = True
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -335,6 +338,8 @@ class VLM:
         return generations
 
     def _vision_placeholder_ids(self) -> list[int]:
+        if not self.suppress_vision_placeholders:
+            return []
         config = self.model.config
         names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
         return sorted({int(v) for v in (getattr(config, n, None) for n in names) if v is not None})

@@ -58,6 +58,10 @@ class PretrainConfig:
     eval_questions: int = option(400, help="Held-out shapes questions for the final evaluation.")
     eval_every: int = option(500, help="Evaluate on held-out questions every N steps (0: only at the end).")
     seed: int = option(0, help="Seed of the initial weights and of the data stream.")
+    init: str = option(
+        "",
+        help="Continue from this model (a directory or 'tiny') instead of random weights; alignment is skipped.",
+    )
     threads: int = option(0, help="torch threads (0: torch's default).")
     install: bool = option(
         False, help="Copy the trained model into vlmrl/assets/<name> (the shipped default)."
@@ -359,9 +363,14 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     weights = parse_mixture(config.mixture)
     directory = run_directory(config.out)
     save_run_config(directory, config)
-    vlm = build_random_tiny(config.name, seed=config.seed)
+    if config.init:
+        from vlmrl.model import VLM
+
+        vlm = VLM.load(config.init, dtype="float32", device="cpu")
+    else:
+        vlm = build_random_tiny(config.name, seed=config.seed)
     logger = MetricsLogger(directory)
-    if config.align_steps:
+    if config.align_steps and not config.init:
         align_vision(vlm, config, log=lambda step, record: logger.log(step - config.align_steps, record))
     if config.freeze_vision:
         vlm.model.model.visual.requires_grad_(False)

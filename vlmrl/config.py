@@ -180,7 +180,10 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
             context = get_current_context()
             values: dict[str, Any] = {}
             if config_file is not None:
-                values = to_dict(load_yaml(config_class, config_file))
+                try:
+                    values = to_dict(load_yaml(config_class, config_file))
+                except ConfigError as error:  # a usage error, not a traceback
+                    raise typer.BadParameter(str(error), param_hint="'--config'") from error
             for key, value in kwargs.items():
                 given = context.get_parameter_source(key) == ParameterSource.COMMANDLINE
                 if given or key not in values:

@@ -63,10 +63,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
+    # tolist() first: it turns numpy/torch scalars into numbers and arrays into lists, while
+    # item() fails on arrays of more than one element.
     if hasattr(value, "tolist"):
         return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -169,6 +171,13 @@ def test_stop_strings_cut_text_and_ids_together(pretrained_tiny):
     assert cut.text.endswith("left") and full.text.startswith(cut.text)
     assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
     assert answered.text.startswith("<answer>") and answered.text.endswith("</answer>")
+    # a completion cut by a stop string scores exactly its sampled ids; the end-of-turn token
+    # the template adds after it is context, as it was never sampled
+    with torch.no_grad():
+        scores = pretrained_tiny.score([question + [answered.as_message()]])
+    mask = scores.action_mask[0]
+    assert scores.input_ids[0][mask].tolist() == answered.token_ids
+    assert torch.allclose(scores.logprobs[0][mask], torch.tensor(answered.logprobs), atol=1e-4)
 
     # a stop string inside a token keeps that whole token in both text and ids
     (inside,) = pretrained_tiny.generate(
@@ -606,3 +615,23 @@ def test_prompt_beyond_the_context_is_an_error_not_a_truncation(random_tiny):
     room = context - len(encoded.input_ids)
     with pytest.raises(ConversationError, match=f"max_new_tokens={room + 1} exceeds"):
         random_tiny.generate([short_conversation()], SamplingParams(max_new_tokens=room + 1))
+
+
+def test_unreachable_hub_id_says_what_was_tried():
+    """A hub id goes through the hub code path; offline it fails with an error naming the id
+    and suggesting a local directory (a subprocess, so the offline switch is read at import)."""
+    script = (
+        "from vlmrl.model import VLM\n"
+        "try:\n"
+        "    VLM.load('nobody-here/no-such-model', device='cpu')\n"
+        "except Exception as error:\n"
+        "    print(type(error).__name__, error)\n"
+    )
+    environment = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.startswith(
+        "ModelLoadError model 'nobody-here/no-such-model': cannot read its config as a hub id "
+        "(is the hub reachable? use a local directory offline)"
+    ), result.stdout + result.stderr

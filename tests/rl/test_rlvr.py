@@ -61,7 +61,7 @@ def test_bad_data_is_reported(tmp_path):
 @pytest.mark.xfail(
     reason="known gap (issue 5 stays open): the shipped tiny default answers near chance on shapes-qa "
     "(model card), and 30 GRPO steps of 64 episodes move neither its greedy nor its sampled held-out "
-    "accuracy; measured 0.416 -> 0.375 greedy, 0.395 -> 0.389 sampled at lr 1e-3",
+    "accuracy; measured on the first shipped tiny: 0.416 -> 0.375 greedy, 0.395 -> 0.389 sampled at lr 1e-3",
     strict=False,
 )
 def test_rlvr_raises_held_out_accuracy(tmp_path):

@@ -431,10 +431,10 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
     plain = gradients()
     vlm.gradient_checkpointing(True)
-    assert vlm.model.is_gradient_checkpointing
+    assert vlm.model.is_activation_checkpointing
     checkpointed = gradients()
     vlm.gradient_checkpointing(False)
-    assert not vlm.model.is_gradient_checkpointing
+    assert not vlm.model.is_activation_checkpointing
     assert plain.keys() == checkpointed.keys()
     assert any("visual" in name for name in plain)  # gradients reach the vision tower
     for name, gradient in plain.items():

@@ -456,10 +456,21 @@ class VLM:
         return frozen
 
     def gradient_checkpointing(self, enabled: bool = True) -> None:
+        # transformers 5.x renamed the switch (the old name warns and goes away in v6).
+        modern = hasattr(self.model, "activation_checkpointing_enable")
         if enabled:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if modern:
+                self.model.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False}
+                )
+            else:
+                self.model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
             if hasattr(self.model, "enable_input_require_grads"):
                 self.model.enable_input_require_grads()
+        elif modern:
+            self.model.activation_checkpointing_disable()
         else:
             self.model.gradient_checkpointing_disable()
 

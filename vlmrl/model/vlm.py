@@ -88,6 +88,9 @@ class VLM:
         # Never sample image/video placeholder ids, and normalise `score` over the same support.
         # Off only to compare with code that normalises over the whole vocabulary (TRL parity).
         self.suppress_vision_placeholders = True
+        # Encode each distinct image of a batch once (a GRPO group repeats its prompt's image
+        # group-size times). Off only to compare with the per-sample path.
+        self.share_vision_features = True
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -186,7 +189,11 @@ class VLM:
             raise ConversationError("expected a list of conversations (each a list of messages)")
         return [self.encoder.encode(c, i, add_generation_prompt) for i, c in enumerate(conversations)]
 
-    def _batch(self, encoded: list[Encoded], padding_side: str) -> dict[str, torch.Tensor]:
+    def _batch(
+        self, encoded: list[Encoded], padding_side: str, share_images: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Padded model inputs; with `share_images`, repeated images are kept once for
+        `_model_inputs` (see `_share_repeated_images`)."""
         length = max(len(e.input_ids) for e in encoded)
         pad = self.tokenizer.pad_token_id
         ids, mask = [], []
@@ -215,8 +222,63 @@ class VLM:
         vision = collate_vision([piece for item in encoded for piece in item.vision], self.family)
         if "pixel_values" in vision:
             vision["pixel_values"] = vision["pixel_values"].to(self.model.dtype)
+            if share_images:
+                self._share_repeated_images(vision)
         batch.update(vision)
         return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _share_repeated_images(self, vision: dict[str, torch.Tensor]) -> None:
+        """Keep one copy of each distinct image; `_model_inputs` encodes those and repeats them.
+
+        Only for the Qwen-VL families, whose pixels are one row block per image (sized by its
+        `image_grid_thw` row) and whose models take precomputed vision features
+        (`mm_encoder_outputs`). Images are compared by content, exactly. Writes
+        `image_copies` (for each image, the index of its distinct copy) and
+        `unique_image_grid_thw` next to the pixels of the distinct images only.
+        """
+        if not (self.share_vision_features and self.family.first_class and "image_grid_thw" in vision):
+            return
+        grid = vision["image_grid_thw"]
+        if grid.dim() != 2 or grid.shape[0] < 2 or vision["pixel_values"].dim() != 2:
+            return
+        pixels = torch.split(vision["pixel_values"], grid.prod(-1).tolist())
+        if sum(piece.shape[0] for piece in pixels) != vision["pixel_values"].shape[0]:
+            return
+        buckets: dict[tuple, list[int]] = {}  # a cheap fingerprint -> distinct images having it
+        kept: list[int] = []
+        copies: list[int] = []
+        for index, (piece, size) in enumerate(zip(pixels, grid.tolist())):
+            key = (tuple(size), float(piece.sum()), float(piece[:, ::7].abs().sum()))
+            match = next((u for u in buckets.get(key, []) if torch.equal(pixels[kept[u]], piece)), None)
+            if match is None:
+                match = len(kept)
+                kept.append(index)
+                buckets.setdefault(key, []).append(match)
+            copies.append(match)
+        if len(kept) == len(copies):
+            return
+        vision["pixel_values"] = torch.cat([pixels[i] for i in kept])
+        vision["unique_image_grid_thw"] = grid[kept]
+        vision["image_copies"] = torch.tensor(copies, dtype=torch.long)
+
+    def _model_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The model's keyword arguments for a batch; with shared images (see
+        `_share_repeated_images`) the vision tower runs on the distinct images only, under the
+        caller's grad mode, and their features are repeated per image (gradients of the copies
+        add up in the shared features, as with one tower pass per copy)."""
+        if "image_copies" not in inputs:
+            return inputs
+        inputs = dict(inputs)
+        copies = inputs.pop("image_copies").tolist()
+        grid = inputs.pop("unique_image_grid_thw")
+        features = self.model.get_image_features(inputs.pop("pixel_values"), grid, return_dict=True)
+        features.pooler_output = tuple(features.pooler_output[i] for i in copies)
+        if getattr(features, "deepstack_features", None) is not None:  # Qwen3-VL
+            features.deepstack_features = [
+                tuple(layer[i] for i in copies) for layer in features.deepstack_features
+            ]
+        inputs["mm_encoder_outputs"] = {"image": features}
+        return inputs
 
     @contextlib.contextmanager
     def _adapter_context(self) -> Iterator[None]:
@@ -271,7 +333,7 @@ class VLM:
     def _generate_chunk(
         self, encoded: list[Encoded], jobs: list[tuple[int, int]], sampling: SamplingParams
     ) -> list[Generation]:
-        inputs = self._batch(encoded, padding_side="left")
+        inputs = self._batch(encoded, padding_side="left", share_images=True)
         greedy = sampling.temperature == 0
         options: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
@@ -295,7 +357,7 @@ class VLM:
             # model expects pixels for it), so those ids are never sampled.
             options["suppress_tokens"] = placeholders
         with self._adapter_context():
-            output = self.model.generate(**inputs, **options)
+            output = self.model.generate(**self._model_inputs(inputs), **options)
         prompt_length = inputs["input_ids"].shape[1]
         sequences = output.sequences[:, prompt_length:].cpu()
         steps = len(output.scores)
@@ -375,9 +437,11 @@ class VLM:
                 raise ConversationError(
                     f"conversation {index}: {len(item.input_ids)} tokens exceed the model's context of {limit}"
                 )
-        inputs = self._batch(encoded, padding_side="right")
+        inputs = self._batch(encoded, padding_side="right", share_images=True)
         with self._adapter_context():
-            output = self.model(**inputs, output_hidden_states=hidden_states, use_cache=False)
+            output = self.model(
+                **self._model_inputs(inputs), output_hidden_states=hidden_states, use_cache=False
+            )
         logits = output.logits[:, :-1].float()
         if temperature != 1.0:
             logits = logits / temperature

@@ -1,0 +1,130 @@
+"""Repeated images in a batch (a GRPO group repeats its prompt) go through the vision tower once.
+
+The shared path must be an optimisation only: the same log-probs, entropies, gradients and
+samples as encoding every image of every conversation on its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlmrl.model import SamplingParams
+from vlmrl.model.families import tiny_random_vlm
+
+QWEN_FAMILIES = ["qwen2_5_vl", "qwen2_vl", "qwen3_vl"]
+
+
+def noise_image(seed: int, size: tuple[int, int]) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def prompt(image: Image.Image, question: str = "What is here?") -> list[dict]:
+    return [
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}
+    ]
+
+
+def group_batch() -> list[list[dict]]:
+    """Two GRPO-like groups (one image each, different answers), a conversation whose image
+    equals the first group's, and a two-image conversation repeating the second image."""
+    first, second = noise_image(1, (80, 64)), noise_image(2, (64, 64))
+    answers = ["a red cube", "two", "blue sphere and more", "no"]
+    batch = [prompt(first) + [{"role": "assistant", "content": a}] for a in answers]
+    batch += [prompt(second, "Count them.") + [{"role": "assistant", "content": a}] for a in answers[:3]]
+    batch.append(prompt(first.copy(), "Other question?") + [{"role": "assistant", "content": "yes"}])
+    batch.append(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": second},
+                    {"type": "text", "text": "and"},
+                    {"type": "image", "image": second},
+                ],
+            },
+            {"role": "assistant", "content": "same"},
+        ]
+    )
+    return batch
+
+
+def vision_rows(vlm) -> list[int]:
+    """Records the number of patch rows each vision tower call sees."""
+    seen: list[int] = []
+    vlm.model.model.visual.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    return seen
+
+
+def scores_and_gradients(vlm, conversations, share: bool):
+    vlm.share_vision_features = share
+    vlm.model.zero_grad(set_to_none=True)
+    scores = vlm.score(conversations, entropy=True)
+    loss = -(scores.logprobs * scores.action_mask).sum() / scores.action_mask.sum()
+    (loss + scores.entropy[scores.action_mask].mean()).backward()
+    gradients = {n: p.grad.clone() for n, p in vlm.model.named_parameters() if p.grad is not None}
+    return scores, gradients
+
+
+@pytest.mark.parametrize("family_name", QWEN_FAMILIES)
+def test_shared_vision_gives_the_same_scores_and_gradients(family_name):
+    vlm = tiny_random_vlm(family_name, seed=0)
+    conversations = group_batch()
+    rows = vision_rows(vlm)
+    plain, plain_gradients = scores_and_gradients(vlm, conversations, share=False)
+    plain_rows = list(rows)
+    rows.clear()
+    shared, shared_gradients = scores_and_gradients(vlm, conversations, share=True)
+    # 10 images in the batch, 2 distinct: the tower saw a fifth of the patches
+    assert len(plain_rows) == len(rows) == 1
+    grid = vlm.processor.image_processor(
+        images=[noise_image(1, (80, 64)), noise_image(2, (64, 64))], return_tensors="pt"
+    )["image_grid_thw"]
+    first, second = grid.prod(-1).tolist()
+    assert plain_rows[0] == 5 * first + 5 * second
+    assert rows[0] == first + second
+    assert torch.equal(plain.input_ids, shared.input_ids)
+    assert torch.equal(plain.action_mask, shared.action_mask)
+    torch.testing.assert_close(shared.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.entropy, plain.entropy, atol=1e-5, rtol=0)
+    assert shared_gradients.keys() == plain_gradients.keys()
+    assert any("visual" in name for name in shared_gradients)  # the tower is trained through copies
+    for name, gradient in plain_gradients.items():
+        torch.testing.assert_close(shared_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_images_that_differ_in_one_pixel_are_not_shared():
+    vlm = tiny_random_vlm("qwen2_5_vl", seed=0)
+    image = noise_image(3, (64, 64))
+    pixels = np.array(image)
+    pixels[10, 20, 1] ^= 0x80
+    changed = Image.fromarray(pixels)
+    conversations = [prompt(image) + [{"role": "assistant", "content": "x"}]] * 2
+    conversations.append(prompt(changed) + [{"role": "assistant", "content": "x"}])
+    rows = vision_rows(vlm)
+    with torch.no_grad():
+        shared = vlm.score(conversations).logprobs
+        vlm.share_vision_features = False
+        plain = vlm.score(conversations).logprobs
+    per_image = rows[1] // 3
+    assert rows[0] == 2 * per_image  # the two copies of `image` once, `changed` on its own
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+    # the changed pixel matters to the model, so merging it would have changed the scores
+    assert not torch.allclose(plain[1], plain[2], atol=1e-5)
+
+
+def test_generate_with_shared_vision_samples_the_same():
+    vlm = tiny_random_vlm("qwen2_5_vl", seed=0)
+    conversations = [prompt(noise_image(1, (80, 64))), prompt(noise_image(2, (64, 64)), "Count.")]
+    sampling = SamplingParams(n=4, seed=7, max_new_tokens=8)
+    rows = vision_rows(vlm)
+    shared = vlm.generate(conversations, sampling)
+    vlm.share_vision_features = False
+    plain = vlm.generate(conversations, sampling)
+    assert rows[0] * 4 == rows[1]
+    assert [g.token_ids for g in shared] == [g.token_ids for g in plain]
+    for a, b in zip(shared, plain):
+        assert np.allclose(a.logprobs, b.logprobs, atol=1e-5)

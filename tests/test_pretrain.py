@@ -10,9 +10,11 @@ from vlmrl.pretrain import (
     CELL_ATTRIBUTES,
     PretrainConfig,
     align_vision,
+    attribute_word_ids,
     batch_for_step,
     cell_labels,
     parse_mixture,
+    scene_bounds,
 )
 
 
@@ -75,6 +77,38 @@ def test_every_skill_builds_a_conversation_the_tiny_model_can_score():
     assert bool(scores.action_mask.any(dim=1).all())
     zoom = conversations[list(BUILDERS).index("zoom")]
     assert [m["role"] for m in zoom] == ["user", "assistant", "tool", "assistant"]
+
+
+def test_curriculum_grows_scenes_from_one_object_to_the_configured_range():
+    config = PretrainConfig(min_objects=3, max_objects=10, curriculum_steps=90)
+    assert scene_bounds(0, config) == (1, 1)
+    assert scene_bounds(9, config) == (1, 2)  # 1 + 9 * 10 // 90
+    assert scene_bounds(44, config) == (1, 5)
+    assert scene_bounds(89, config) == (1, 10)
+    assert scene_bounds(90, config) == (3, 10)
+    assert scene_bounds(0, PretrainConfig(curriculum_steps=0)) == (3, 10)
+    weights = parse_mixture("qa=1")
+    early = batch_for_step(0, config, weights)
+    # a one-object scene: the first question's image holds a single object, so any query is about it
+    assert all(len(conversation) >= 2 for conversation in early)
+
+
+def test_alignment_anchors_are_single_tokens_of_the_project_tokenizer():
+    from vlmrl.model.tiny import tiny_processor
+
+    tokenizer = tiny_processor().tokenizer
+    ids = attribute_word_ids(tokenizer)
+    assert set(ids) == set(CELL_ATTRIBUTES)
+    assert tuple(ids["shape"].shape) == (len(CELL_ATTRIBUTES["shape"]) - 1, 2)
+    assert tokenizer.decode([int(ids["color"][1, 0])]) == " red"
+    assert tokenizer.decode([int(ids["color"][1, 1])]) == "red"
+
+    class Splitter:
+        def encode(self, text, add_special_tokens=False):
+            return list(range(len(text)))
+
+    with pytest.raises(ValueError, match="' gray' to be one token"):
+        attribute_word_ids(Splitter())
 
 
 @pytest.mark.slow

@@ -44,6 +44,11 @@ class PretrainConfig:
     resolution: int = option(168, help="Scene resolution in pixels (the tiny processor's budget is 168).")
     min_objects: int = option(3, help="Fewest objects per scene.")
     max_objects: int = option(10, help="Most objects per scene.")
+    curriculum_steps: int = option(
+        0,
+        help="Over the first N SFT steps, scenes hold 1 up to a bound that grows linearly to max_objects "
+        "(0: no curriculum).",
+    )
     learning_rate: float = option(2e-3, help="Peak AdamW learning rate.")
     warmup_steps: int = option(100, help="Linear warmup steps.")
     mixture: str = option("qa=0.6,caption=0.08,clue=0.1,vote=0.1,zoom=0.12", help="Skill weights.")
@@ -178,7 +183,9 @@ def zoom_conversation(rng: np.random.Generator, config: PretrainConfig) -> list[
 
     scale = 2
     for _ in range(50):
-        scene = shapes.sample_scene(rng, max(config.min_objects, 5), config.max_objects)
+        scene = shapes.sample_scene(
+            rng, max(config.min_objects, min(5, config.max_objects)), config.max_objects
+        )
         question = shapes.question_of_type(
             scene, str(rng.choice(["query_color", "query_material", "query_shape"])), rng
         )
@@ -220,8 +227,24 @@ BUILDERS = {
 }
 
 
+def scene_bounds(step: int, config: PretrainConfig) -> tuple[int, int]:
+    """(fewest, most) objects per scene at an SFT step.
+
+    During the curriculum a question's referent is often the only object, or one of two, so the
+    language model first learns to read attributes off visual tokens and only then, as scenes
+    fill up, to pick out the object a question names.
+    """
+    if step >= config.curriculum_steps:
+        return config.min_objects, config.max_objects
+    most = 1 + (config.max_objects - 1) * (step + 1) // config.curriculum_steps
+    return 1, max(1, min(most, config.max_objects))
+
+
 def batch_for_step(step: int, config: PretrainConfig, weights: dict[str, float]) -> list[list[dict]]:
     rng = np.random.default_rng([config.seed, 7919, step])
+    fewest, most = scene_bounds(step, config)
+    if (fewest, most) != (config.min_objects, config.max_objects):
+        config = dataclasses.replace(config, min_objects=fewest, max_objects=most)
     names = list(weights)
     picks = rng.choice(len(names), size=config.batch_size, p=[weights[n] for n in names])
     return [BUILDERS[names[int(i)]](rng, config) for i in picks]
@@ -260,14 +283,43 @@ def cell_labels(scene: Any, masks: list[np.ndarray], cell: int) -> dict[str, np.
     return labels
 
 
+def attribute_word_ids(tokenizer: Any) -> dict[str, Any]:
+    """For each cell attribute, a (values, 2) tensor of token ids: each value's word as it appears
+    inside a sentence (" red") and inside answer tags ("red"); both must be single tokens."""
+    import torch
+
+    ids = {}
+    for attribute, vocabulary in CELL_ATTRIBUTES.items():
+        rows = []
+        for word in vocabulary[1:]:
+            row = []
+            for form in (" " + word, word):
+                pieces = tokenizer.encode(form, add_special_tokens=False)
+                if len(pieces) != 1:
+                    raise ValueError(
+                        f"vision alignment anchors need '{form}' to be one token of the tokenizer; "
+                        f"it encodes to {len(pieces)} tokens"
+                    )
+                row.append(pieces[0])
+            rows.append(row)
+        ids[attribute] = torch.tensor(rows)
+    return ids
+
+
 def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict[str, float]]:
-    """Stage 1: train the vision tower so every merged visual token encodes the object under it.
+    """Stage 1: train the vision tower so every merged visual token encodes the object under it,
+    in the language model's own word space.
 
     A language-model loss alone teaches a from-scratch vision tower slowly (the signal reaches
-    it only through answers). Dense supervision from the renderer's exact masks, through small
-    linear heads that are discarded afterwards, makes object attributes linearly readable from
-    each visual token within a few hundred cheap vision-only steps; SFT then only has to learn
-    to read them. The heads never enter the saved model.
+    it only through answers). Here dense supervision from the renderer's exact masks trains each
+    merged visual token to point, by cosine similarity, at the input embeddings of the words
+    naming its object's colour, shape, material and size (the same embeddings the questions and
+    answers use, tied to the output layer). A red cube's tokens then resemble the words "red"
+    and "cube", so during SFT the language model can find the object a question names, and copy
+    out the asked attribute, with plain attention. (With separate linear heads, which the first
+    shipped tiny used, the attributes were readable but in a space of their own, and 2300 SFT
+    steps did not teach the 4-layer language model to retrieve objects in busy scenes.) Only the
+    "no object here" vectors and the similarity scale are discarded afterwards.
     """
     import torch
     from rich.progress import Progress
@@ -277,9 +329,24 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
     visual = vlm.model.model.visual
     merge = visual.spatial_merge_size * visual.config.patch_size
     hidden = visual.config.out_hidden_size
-    heads = torch.nn.ModuleDict({a: torch.nn.Linear(hidden, len(v)) for a, v in CELL_ATTRIBUTES.items()})
-    parameters = list(visual.parameters()) + list(heads.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.01)
+    embedding = vlm.model.get_input_embeddings()
+    if embedding.weight.shape[1] != hidden:
+        raise ValueError(
+            f"vision output width {hidden} differs from the word embedding width {embedding.weight.shape[1]}"
+        )
+    word_ids = {a: ids.to(vlm.device) for a, ids in attribute_word_ids(vlm.processor.tokenizer).items()}
+    background = torch.nn.ParameterDict(
+        {a: torch.nn.Parameter(0.02 * torch.randn(1, hidden)) for a in CELL_ATTRIBUTES}
+    )
+    log_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": list(visual.parameters()), "weight_decay": 0.01},
+            {"params": [embedding.weight, log_scale, *background.parameters()], "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+    )
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     image_processor = vlm.processor.image_processor
     history: list[dict[str, float]] = []
     visual.train()
@@ -304,10 +371,13 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
                 features = visual(
                     inputs["pixel_values"].to(vlm.device), grid_thw=grid.to(vlm.device)
                 ).pooler_output
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
             loss = 0.0
             accuracies = {}
             for attribute in CELL_ATTRIBUTES:
-                logits = heads[attribute](features.float())
+                anchors = torch.cat([background[attribute], embedding.weight[word_ids[attribute]].mean(1)])
+                anchors = torch.nn.functional.normalize(anchors, dim=-1)
+                logits = log_scale.exp() * features @ anchors.T
                 target = torch.cat(targets[attribute]).to(vlm.device)
                 loss = loss + torch.nn.functional.cross_entropy(logits, target)
                 accuracies[f"align/{attribute}_accuracy"] = float(

@@ -1,7 +1,9 @@
-"""Repeated images in a batch (a GRPO group repeats its prompt) go through the vision tower once.
+"""Repeated images and prompts in a batch (a GRPO group repeats its prompt) are computed once.
 
-The shared path must be an optimisation only: the same log-probs, entropies, gradients and
-samples as encoding every image of every conversation on its own.
+`VLM.generate`/`score` run the vision tower once per distinct image, and `score` runs a prompt
+shared by several conversations once, with only the completions per conversation. Both must be
+optimisations only: the same log-probs, entropies, gradients and samples as running every
+conversation on its own.
 """
 
 from __future__ import annotations
@@ -59,8 +61,21 @@ def vision_rows(vlm) -> list[int]:
     return seen
 
 
-def scores_and_gradients(vlm, conversations, share: bool):
+def text_tokens(vlm) -> list[int]:
+    """Records the number of token positions each language-model call runs."""
+    seen: list[int] = []
+
+    def record(module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        seen.append(embeds.shape[0] * embeds.shape[1])
+
+    vlm.model.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    return seen
+
+
+def scores_and_gradients(vlm, conversations, share: bool, share_prompts: bool = False):
     vlm.share_vision_features = share
+    vlm.share_prompts = share_prompts
     vlm.model.zero_grad(set_to_none=True)
     scores = vlm.score(conversations, entropy=True)
     loss = -(scores.logprobs * scores.action_mask).sum() / scores.action_mask.sum()
@@ -98,6 +113,7 @@ def test_shared_vision_gives_the_same_scores_and_gradients(family_name):
 
 def test_images_that_differ_in_one_pixel_are_not_shared():
     vlm = tiny_random_vlm("qwen2_5_vl", seed=0)
+    vlm.share_prompts = False  # one pass over all three conversations: count the images
     image = noise_image(3, (64, 64))
     pixels = np.array(image)
     pixels[10, 20, 1] ^= 0x80
@@ -128,3 +144,91 @@ def test_generate_with_shared_vision_samples_the_same():
     assert [g.token_ids for g in shared] == [g.token_ids for g in plain]
     for a, b in zip(shared, plain):
         assert np.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def prompt_groups() -> list[list[dict]]:
+    """Groups of different prompt lengths (one text-only), a conversation alone with its
+    prompt, and completions of different lengths (so both passes are padded)."""
+    answers = ["a red cube", "two", "a blue sphere and a green cone behind it", "no"]
+    long_question = "Describe every object you can see, from left to right, and count them."
+    batch = [prompt(noise_image(1, (80, 64))) + [{"role": "assistant", "content": a}] for a in answers]
+    batch += [
+        prompt(noise_image(2, (64, 96)), long_question) + [{"role": "assistant", "content": a}]
+        for a in answers[1:]
+    ]
+    batch += [
+        [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": a}] for a in answers[:2]
+    ]
+    batch.append(prompt(noise_image(1, (80, 64)), "Alone?") + [{"role": "assistant", "content": "yes"}])
+    return batch
+
+
+@pytest.mark.parametrize("family_name", QWEN_FAMILIES)
+def test_shared_prompts_give_the_same_scores_and_gradients(family_name):
+    vlm = tiny_random_vlm(family_name, seed=0)
+    conversations = prompt_groups()
+    tokens = text_tokens(vlm)
+    plain, plain_gradients = scores_and_gradients(vlm, conversations, share=False)
+    plain_tokens = list(tokens)
+    tokens.clear()
+    shared, shared_gradients = scores_and_gradients(vlm, conversations, share=True, share_prompts=True)
+    # one pass over the whole batch, or one over the 4 distinct prompts and one over the completions
+    assert len(plain_tokens) == 1 and len(tokens) == 2
+    encoded = vlm.encode(conversations, add_generation_prompt=False)
+    prompt_lengths = [item.action_mask.index(True) for item in encoded]
+    distinct = sorted({(p, tuple(e.input_ids[:p])) for p, e in zip(prompt_lengths, encoded)})
+    assert len(distinct) == 4
+    assert tokens[0] == 4 * max(p for p, _ in distinct)
+    completion_span = max(len(e.input_ids) - p for p, e in zip(prompt_lengths, encoded))
+    assert tokens[1] == len(conversations) * completion_span
+    assert plain_tokens[0] == len(conversations) * max(len(e.input_ids) for e in encoded)
+    assert torch.equal(plain.input_ids, shared.input_ids)
+    assert torch.equal(plain.attention_mask, shared.attention_mask)
+    assert torch.equal(plain.action_mask, shared.action_mask)
+    real = plain.attention_mask  # padding positions hold no meaningful values on either path
+    torch.testing.assert_close(shared.logprobs[real], plain.logprobs[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.entropy[real], plain.entropy[real], atol=1e-5, rtol=0)
+    assert shared_gradients.keys() == plain_gradients.keys()
+    assert any("visual" in name for name in shared_gradients)
+    for name, gradient in plain_gradients.items():
+        torch.testing.assert_close(shared_gradients[name], gradient, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_shared_prompts_fall_back_when_an_image_follows_the_first_answer():
+    vlm = tiny_random_vlm("qwen2_5_vl", seed=0)
+    later_image = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": noise_image(5, (56, 56))},
+                {"type": "text", "text": "And?"},
+            ],
+        },
+        {"role": "assistant", "content": "more"},
+    ]
+    first = prompt(noise_image(1, (80, 64))) + [{"role": "assistant", "content": "one"}]
+    conversations = [
+        first + later_image,
+        first + [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "b"}],
+    ]
+    tokens = text_tokens(vlm)
+    with torch.no_grad():
+        shared = vlm.score(conversations).logprobs
+        vlm.share_prompts = False
+        plain = vlm.score(conversations).logprobs
+    assert len(tokens) == 2  # one pass each: the image in the completion part keeps the plain path
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+
+
+def test_shared_prompts_match_the_sampler_logprobs():
+    vlm = tiny_random_vlm("qwen2_5_vl", seed=0)
+    conversations = [prompt(noise_image(1, (80, 64))), prompt(noise_image(2, (64, 64)), "Count them all.")]
+    generations = vlm.generate(conversations, SamplingParams(n=4, seed=3, max_new_tokens=10))
+    extended = [conversations[g.prompt_index] + [g.as_message()] for g in generations]
+    tokens = text_tokens(vlm)
+    with torch.no_grad():
+        scores = vlm.score(extended)
+    assert len(tokens) == 2
+    for row, generation in enumerate(generations):
+        sampled = scores.logprobs[row][scores.action_mask[row]][-len(generation.token_ids) :]
+        assert torch.allclose(sampled, torch.tensor(generation.logprobs), atol=1e-4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,9 @@ class VLM:
         # Encode each distinct image of a batch once (a GRPO group repeats its prompt's image
         # group-size times). Off only to compare with the per-sample path.
         self.share_vision_features = True
+        # In `score`, run a prompt shared by several conversations (a GRPO group) once and its
+        # completions against its cache. Off only to compare with one pass per conversation.
+        self.share_prompts = True
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -189,11 +193,7 @@ class VLM:
             raise ConversationError("expected a list of conversations (each a list of messages)")
         return [self.encoder.encode(c, i, add_generation_prompt) for i, c in enumerate(conversations)]
 
-    def _batch(
-        self, encoded: list[Encoded], padding_side: str, share_images: bool = False
-    ) -> dict[str, torch.Tensor]:
-        """Padded model inputs; with `share_images`, repeated images are kept once for
-        `_model_inputs` (see `_share_repeated_images`)."""
+    def _padded_ids(self, encoded: list[Encoded], padding_side: str) -> dict[str, torch.Tensor]:
         length = max(len(e.input_ids) for e in encoded)
         pad = self.tokenizer.pad_token_id
         ids, mask = [], []
@@ -205,10 +205,18 @@ class VLM:
             else:
                 ids.append(item.input_ids + [pad] * padding)
                 mask.append([1] * len(item.input_ids) + [0] * padding)
-        batch = {
+        return {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "attention_mask": torch.tensor(mask, dtype=torch.long),
         }
+
+    def _batch(
+        self, encoded: list[Encoded], padding_side: str, share_images: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Padded model inputs; with `share_images`, repeated images are kept once for
+        `_model_inputs` (see `_share_repeated_images`)."""
+        batch = self._padded_ids(encoded, padding_side)
+        ids = batch["input_ids"].tolist()
         # Only families that declare it take per-token modality ids (other processors' methods
         # of this name need extra arguments, and their models do not read the ids).
         if self.family.modality_type_ids and getattr(self.processor, "image_token_id", None) is not None:
@@ -236,14 +244,29 @@ class VLM:
         `image_copies` (for each image, the index of its distinct copy) and
         `unique_image_grid_thw` next to the pixels of the distinct images only.
         """
-        if not (self.share_vision_features and self.family.first_class and "image_grid_thw" in vision):
+        if not (self.share_vision_features and self.family.first_class):
             return
-        grid = vision["image_grid_thw"]
-        if grid.dim() != 2 or grid.shape[0] < 2 or vision["pixel_values"].dim() != 2:
+        found = self._distinct_images(vision)
+        if found is None or len(found[0]) == len(found[1]):
             return
-        pixels = torch.split(vision["pixel_values"], grid.prod(-1).tolist())
-        if sum(piece.shape[0] for piece in pixels) != vision["pixel_values"].shape[0]:
-            return
+        kept, copies = found
+        pixels = torch.split(vision["pixel_values"], vision["image_grid_thw"].prod(-1).tolist())
+        vision["pixel_values"] = torch.cat([pixels[i] for i in kept])
+        vision["unique_image_grid_thw"] = vision["image_grid_thw"][kept]
+        vision["image_copies"] = torch.tensor(copies, dtype=torch.long)
+
+    @staticmethod
+    def _distinct_images(vision: dict[str, torch.Tensor]) -> tuple[list[int], list[int]] | None:
+        """(the first image of each distinct content, each image's index among those), for
+        Qwen-VL style pixels (a row block per `image_grid_thw` row); None for other layouts."""
+        grid = vision.get("image_grid_thw")
+        values = vision.get("pixel_values")
+        if grid is None or values is None or grid.dim() != 2 or values.dim() != 2:
+            return None
+        sizes = grid.prod(-1).tolist()
+        if sum(sizes) != values.shape[0]:
+            return None
+        pixels = torch.split(values, sizes)
         buckets: dict[tuple, list[int]] = {}  # a cheap fingerprint -> distinct images having it
         kept: list[int] = []
         copies: list[int] = []
@@ -255,11 +278,7 @@ class VLM:
                 kept.append(index)
                 buckets.setdefault(key, []).append(match)
             copies.append(match)
-        if len(kept) == len(copies):
-            return
-        vision["pixel_values"] = torch.cat([pixels[i] for i in kept])
-        vision["unique_image_grid_thw"] = grid[kept]
-        vision["image_copies"] = torch.tensor(copies, dtype=torch.long)
+        return kept, copies
 
     def _model_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         """The model's keyword arguments for a batch; with shared images (see
@@ -437,12 +456,17 @@ class VLM:
                 raise ConversationError(
                     f"conversation {index}: {len(item.input_ids)} tokens exceed the model's context of {limit}"
                 )
-        inputs = self._batch(encoded, padding_side="right", share_images=True)
         with self._adapter_context():
-            output = self.model(
-                **self._model_inputs(inputs), output_hidden_states=hidden_states, use_cache=False
-            )
-        logits = output.logits[:, :-1].float()
+            shared = None if hidden_states else self._logits_with_shared_prompts(encoded)
+            if shared is not None:
+                inputs, logits = shared
+            else:
+                inputs = self._batch(encoded, padding_side="right", share_images=True)
+                output = self.model(
+                    **self._model_inputs(inputs), output_hidden_states=hidden_states, use_cache=False
+                )
+                logits = output.logits[:, :-1]
+        logits = logits.float()
         if temperature != 1.0:
             logits = logits / temperature
         targets = inputs["input_ids"][:, 1:]
@@ -482,6 +506,128 @@ class VLM:
             hidden_states=output.hidden_states[-1] if hidden_states else None,
             decision_positions=[e.decision_positions for e in encoded],
         )
+
+    def _logits_with_shared_prompts(
+        self, encoded: list[Encoded]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
+        """`score`'s logits with each distinct prompt run through the model once.
+
+        A GRPO group is group-size conversations that share everything before the first
+        action token (the prompt and its images) and differ after it. Here the distinct
+        prompts run once (with grad, under the caller's grad mode), their key/value cache is
+        repeated for every conversation of the group, and only the completions run per
+        conversation, attending to that cache. The logits are gathered back into the
+        right-padded layout of the plain path: [conversations, length - 1, vocabulary] with
+        the padded ids and mask. Gradients of the copies add up in the shared prompt pass.
+
+        None (use the plain path) unless: a Qwen-VL family, not training with activation
+        checkpointing (which drops the cache) or dropout (a shared prompt would share its
+        dropout masks), every conversation has an action token and no image or video after
+        it, only images (no videos), and some prompt repeats.
+        """
+        if not (self.share_prompts and self.family.first_class) or self._training_is_random_or_checkpointed():
+            return None
+        if len(encoded) < 2 or not hasattr(self.processor, "create_mm_token_type_ids"):
+            return None
+        config = self.model.config
+        vision_ids = {
+            int(v) for v in (getattr(config, n, None) for n in ("image_token_id", "video_token_id")) if v
+        }
+        prompt_lengths = []
+        for item in encoded:
+            first = next((t for t, action in enumerate(item.action_mask) if action), None)
+            if not first or vision_ids & set(item.input_ids[first:]):
+                return None
+            if any(set(piece) - {"pixel_values", "image_grid_thw"} for piece in item.vision):
+                return None
+            prompt_lengths.append(first)
+        vision = collate_vision([piece for item in encoded for piece in item.vision], self.family)
+        copies: list[int] = []
+        if vision:
+            found = self._distinct_images(vision)
+            if found is None:
+                return None
+            copies = found[1]
+        keys, offset = [], 0
+        for item, length in zip(encoded, prompt_lengths):
+            count = sum(int(piece["image_grid_thw"].shape[0]) for piece in item.vision)
+            keys.append((tuple(item.input_ids[:length]), tuple(copies[offset : offset + count])))
+            offset += count
+        group_of_key: dict[tuple, int] = {}
+        groups = [group_of_key.setdefault(key, len(group_of_key)) for key in keys]
+        if len(group_of_key) == len(encoded):
+            return None
+        representatives = [groups.index(g) for g in range(len(group_of_key))]
+        prompts = [
+            dataclasses.replace(encoded[r], input_ids=encoded[r].input_ids[: prompt_lengths[r]])
+            for r in representatives
+        ]
+        prompt_inputs = self._batch(prompts, padding_side="right", share_images=True)
+        base = self.model.get_base_model() if self.uses_lora else self.model
+        positions, _ = base.model.get_rope_index(
+            prompt_inputs["input_ids"],
+            mm_token_type_ids=prompt_inputs["mm_token_type_ids"],
+            image_grid_thw=prompt_inputs.get("image_grid_thw"),
+            attention_mask=prompt_inputs["attention_mask"],
+        )
+        prompt_output = self.model(
+            **self._model_inputs(prompt_inputs), position_ids=positions, use_cache=True
+        )
+
+        device = self.device
+        index = torch.tensor(groups, dtype=torch.long, device=device)
+        completions = self._padded_ids(
+            [
+                dataclasses.replace(item, input_ids=item.input_ids[length:])
+                for item, length in zip(encoded, prompt_lengths)
+            ],
+            "right",
+        )
+        completion_ids = completions["input_ids"].to(device)
+        span = completion_ids.shape[1]
+        # Completion tokens continue the text positions after the prompt's largest position
+        # (what M-RoPE gives text after the prompt in one sequence).
+        start = positions.amax(dim=(0, 2))[index] + 1
+        completion_positions = (start[:, None] + torch.arange(span, device=device)).expand(3, -1, -1)
+        cache = prompt_output.cache
+        cache.batch_select_indices(index)
+        attention_mask = torch.cat(
+            [prompt_inputs["attention_mask"][index], completions["attention_mask"].to(device)], dim=1
+        )
+        completion_output = self.model(
+            input_ids=completion_ids,
+            attention_mask=attention_mask,
+            position_ids=completion_positions,
+            cache=cache,
+            use_cache=True,
+        )
+        # Row r of `rows` predicts token c + 1 of conversation i: a prompt row of its group
+        # up to its last prompt token, then its own completion rows.
+        inputs = {key: value.to(device) for key, value in self._padded_ids(encoded, "right").items()}
+        total = inputs["input_ids"].shape[1]
+        prompt_span = prompt_inputs["input_ids"].shape[1]
+        column = torch.arange(total - 1, device=device)[None, :]
+        length = torch.tensor(prompt_lengths, device=device)[:, None]
+        in_prompt = index[:, None] * prompt_span + column.clamp(max=prompt_span - 1)
+        in_completion = len(representatives) * prompt_span + (
+            torch.arange(len(encoded), device=device)[:, None] * span + (column - length).clamp(0, span - 1)
+        )
+        rows = torch.where(column < length, in_prompt, in_completion)
+        vocabulary = prompt_output.logits.shape[-1]
+        flat = torch.cat(
+            [prompt_output.logits.reshape(-1, vocabulary), completion_output.logits.reshape(-1, vocabulary)]
+        )
+        return inputs, flat[rows.reshape(-1)].reshape(len(encoded), total - 1, vocabulary)
+
+    def _training_is_random_or_checkpointed(self) -> bool:
+        if not self.model.training:
+            return False
+        if getattr(self.model, "is_activation_checkpointing", False):
+            return True
+        text_config = self.model.config.get_text_config()
+        if getattr(text_config, "attention_dropout", 0.0):
+            return True
+        return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.model.modules())
 
     # ------------------------------------------------------------------ tokens, copies, saving
     def add_tokens(self, tokens: Sequence[str]) -> list[int]:

@@ -17,6 +17,11 @@ from vlmrl.pretrain import (
     scene_bounds,
 )
 
+# The quick recipe's budget and the floor it must reach on held-out one-object scenes (chance:
+# 1/8 for colour, 1/4 for shape).
+QUICK_STEPS = 150
+QUICK_FLOOR = 0.8
+
 
 def test_parse_mixture_normalises_and_rejects_unknown_skills():
     assert parse_mixture("qa=3,caption=1") == {"qa": 0.75, "caption": 0.25}
@@ -109,6 +114,35 @@ def test_alignment_anchors_are_single_tokens_of_the_project_tokenizer():
 
     with pytest.raises(ValueError, match="' gray' to be one token"):
         attribute_word_ids(Splitter())
+
+
+@pytest.mark.slow
+def test_quick_recipe_reaches_its_floor_on_one_object_scenes(tmp_path):
+    """Two minutes of the whole recipe (alignment, SFT, held-out eval through the harness) on
+    one-object scenes: the model must read colour and shape off the image and keep the format."""
+    from vlmrl.pretrain import pretrain
+
+    config = PretrainConfig(
+        out=str(tmp_path / "run"),
+        steps=QUICK_STEPS,
+        batch_size=16,
+        align_steps=40,
+        warmup_steps=20,
+        min_objects=1,
+        max_objects=1,
+        mixture="qa=1",
+        questions_per_image=4,
+        eval_questions=120,
+        eval_every=0,
+        seed=0,
+        threads=2,
+    )
+    evaluation = pretrain(config)["eval"]
+    print({k: round(v, 3) for k, v in evaluation.items() if "ci" not in k})
+    assert evaluation["format"] >= 0.98, evaluation
+    assert evaluation["accuracy/query_color"] >= QUICK_FLOOR, evaluation
+    assert evaluation["accuracy/query_shape"] >= QUICK_FLOOR, evaluation
+    assert (tmp_path / "run" / "model" / "README.md").is_file()
 
 
 @pytest.mark.slow

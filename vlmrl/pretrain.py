@@ -42,8 +42,12 @@ class PretrainConfig:
     batch_size: int = option(24, help="Conversations per step.")
     questions_per_image: int = option(4, help="QA turns per shapes conversation.")
     resolution: int = option(168, help="Scene resolution in pixels (the tiny processor's budget is 168).")
-    min_objects: int = option(3, help="Fewest objects per scene.")
-    max_objects: int = option(10, help="Most objects per scene.")
+    min_objects: int = option(
+        3, help="Fewest objects per scene (after the curriculum, and in the held-out eval)."
+    )
+    max_objects: int = option(
+        10, help="Most objects per scene (after the curriculum, and in the held-out eval)."
+    )
     curriculum_steps: int = option(
         0,
         help="Over the first N SFT steps, scenes hold 1 up to a bound that grows linearly to max_objects "
@@ -400,7 +404,13 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
 
 
 def evaluate_shapes_qa(
-    vlm: Any, questions: int, seed: int, resolution: int, out_dir: str | Path
+    vlm: Any,
+    questions: int,
+    seed: int,
+    resolution: int,
+    out_dir: str | Path,
+    min_objects: int = 3,
+    max_objects: int = 10,
 ) -> dict[str, float]:
     """Held-out shapes QA through the evaluation harness: accuracy by type, small counts, format."""
     from vlmrl.evals.builtin import shapes_qa_task
@@ -408,7 +418,7 @@ def evaluate_shapes_qa(
 
     results = evaluate(
         vlm,
-        [shapes_qa_task(questions, seed, resolution)],
+        [shapes_qa_task(questions, seed, resolution, min_objects, max_objects)],
         batch_size=64,
         out_dir=out_dir,
         show_progress=False,
@@ -453,6 +463,8 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
             eval_seed,
             config.resolution,
             directory / "eval" / f"step-{step}",
+            config.min_objects,
+            config.max_objects,
         )
 
     settings = SFTSettings(
@@ -473,7 +485,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     )
     minutes = (time.time() - started) / 60
     final = evaluate_shapes_qa(
-        vlm, config.eval_questions, eval_seed, config.resolution, directory / "eval" / "final"
+        vlm,
+        config.eval_questions,
+        eval_seed,
+        config.resolution,
+        directory / "eval" / "final",
+        config.min_objects,
+        config.max_objects,
     )
     logger.log(config.steps, {f"final/{k}": v for k, v in final.items()})
     logger.close()

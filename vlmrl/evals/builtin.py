@@ -50,18 +50,30 @@ def shapes_qa_score(doc: dict[str, Any], output: str) -> dict[str, Any]:
 
 
 # 168 px is the tiny default's native pixel budget; real models' processors upscale as needed.
-def shapes_qa_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 168) -> Task:
+def shapes_qa_task(
+    n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 168, min_objects: int = 3, max_objects: int = 10
+) -> Task:
     from vlmrl.data_recipes.shapes import shapes_qa_records
+
+    def docs(limit: int | None) -> list[dict]:
+        records = shapes_qa_records(min(n, limit or n), seed, resolution, min_objects, max_objects)
+        return [_qa_doc(r) for r in records]
 
     return Task(
         name="shapes-qa",
-        docs=lambda limit: [_qa_doc(r) for r in shapes_qa_records(min(n, limit or n), seed, resolution)],
+        docs=docs,
         to_messages=qa_messages,
         score=shapes_qa_score,
         aggregate=qa_aggregate,
         max_new_tokens=16,
         description="questions about generated 3-D shape scenes (count, exist, query, compare, relation)",
-        settings={"n": n, "seed": seed, "resolution": resolution},
+        settings={
+            "n": n,
+            "seed": seed,
+            "resolution": resolution,
+            "min_objects": min_objects,
+            "max_objects": max_objects,
+        },
     )
 
 

@@ -132,18 +132,38 @@ def test_images_that_differ_in_one_pixel_are_not_shared():
     assert not torch.allclose(plain[1], plain[2], atol=1e-5)
 
 
-def test_generate_with_shared_vision_samples_the_same():
-    vlm = tiny_random_vlm("qwen2_5_vl", seed=0)
-    conversations = [prompt(noise_image(1, (80, 64))), prompt(noise_image(2, (64, 64)), "Count.")]
+@pytest.mark.parametrize("family_name", QWEN_FAMILIES)
+def test_generate_with_shared_vision_and_prefill_samples_the_same(family_name):
+    vlm = tiny_random_vlm(family_name, seed=0)
+    conversations = [prompt(noise_image(1, (80, 64))), prompt(noise_image(2, (64, 64)), "Count them all.")]
     sampling = SamplingParams(n=4, seed=7, max_new_tokens=8)
     rows = vision_rows(vlm)
-    shared = vlm.generate(conversations, sampling)
-    vlm.share_vision_features = False
-    plain = vlm.generate(conversations, sampling)
-    assert rows[0] * 4 == rows[1]
-    assert [g.token_ids for g in shared] == [g.token_ids for g in plain]
-    for a, b in zip(shared, plain):
-        assert np.allclose(a.logprobs, b.logprobs, atol=1e-5)
+    tokens = text_tokens(vlm)
+    results = {}
+    for share_vision, share_prompts in ((False, False), (True, False), (True, True)):
+        vlm.share_vision_features, vlm.share_prompts = share_vision, share_prompts
+        rows.clear()
+        tokens.clear()
+        results[share_vision, share_prompts] = vlm.generate(conversations, sampling)
+        encoded = vlm.encode(conversations, add_generation_prompt=True)
+        prompt_span = max(len(e.input_ids) for e in encoded)
+        images = vlm.processor.image_processor(
+            images=[noise_image(1, (80, 64)), noise_image(2, (64, 64))], return_tensors="pt"
+        )["image_grid_thw"]
+        patches = int(images.prod(-1).sum())
+        # the tower sees every sample's image, or each distinct image once
+        assert rows == [patches if share_vision else 4 * patches]
+        # the first model call: every sample's whole prompt, or each distinct prompt but its last token
+        expected = 2 * (prompt_span - 1) if share_prompts else 8 * prompt_span
+        assert tokens[0] == expected
+        if share_prompts:
+            assert tokens[1] == 8  # then the last prompt token of every sample, from the cache
+    plain = results[False, False]
+    for key, generations in results.items():
+        assert [g.token_ids for g in generations] == [g.token_ids for g in plain], key
+        for a, b in zip(generations, plain):
+            assert np.allclose(a.logprobs, b.logprobs, atol=1e-5), key
+    assert len({tuple(g.token_ids) for g in plain[:4]}) > 1  # the samples of a prompt differ
 
 
 def prompt_groups() -> list[list[dict]]:

@@ -376,7 +376,11 @@ class VLM:
             # model expects pixels for it), so those ids are never sampled.
             options["suppress_tokens"] = placeholders
         with self._adapter_context():
-            output = self.model.generate(**self._model_inputs(inputs), **options)
+            prefilled = self._prefill_shared_prompts(encoded, inputs)
+            if prefilled is not None:
+                output = self.model.generate(**prefilled, **options)
+            else:
+                output = self.model.generate(**self._model_inputs(inputs), **options)
         prompt_length = inputs["input_ids"].shape[1]
         sequences = output.sequences[:, prompt_length:].cpu()
         steps = len(output.scores)
@@ -417,6 +421,50 @@ class VLM:
                 )
             )
         return generations
+
+    def _prefill_shared_prompts(
+        self, encoded: list[Encoded], inputs: dict[str, torch.Tensor]
+    ) -> dict[str, Any] | None:
+        """`generate`'s inputs with each distinct prompt of the chunk prefilled once.
+
+        The samples of one prompt (`SamplingParams.n`) are the same `Encoded` object. Each
+        distinct prompt but its last token runs once, left-padded like the chunk; its
+        key/value cache and M-RoPE offset are repeated for its samples, and generation
+        continues from that cache with the last prompt token. None (plain generation) unless
+        a Qwen-VL family with repeated prompts.
+        """
+        if not (self.share_prompts and self.family.first_class) or self._training_is_random_or_checkpointed():
+            return None
+        if "mm_token_type_ids" not in inputs or inputs["input_ids"].shape[1] < 2:
+            return None
+        first_row: dict[int, int] = {}
+        groups = [first_row.setdefault(id(item), len(first_row)) for item in encoded]
+        if len(first_row) == len(encoded):
+            return None
+        representatives = [groups.index(g) for g in range(len(first_row))]
+        prompts = self._batch([encoded[r] for r in representatives], padding_side="left", share_images=True)
+        base = self.model.get_base_model() if self.uses_lora else self.model
+        positions, deltas = base.model.get_rope_index(
+            prompts["input_ids"],
+            mm_token_type_ids=prompts["mm_token_type_ids"],
+            image_grid_thw=prompts.get("image_grid_thw"),
+            attention_mask=prompts["attention_mask"],
+        )
+        model_inputs = self._model_inputs(prompts)
+        for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
+            model_inputs[key] = model_inputs[key][:, :-1]
+        output = self.model(**model_inputs, position_ids=positions[:, :, :-1], use_cache=True)
+        index = torch.tensor(groups, dtype=torch.long, device=self.device)
+        cache = output.cache
+        cache.batch_select_indices(index)
+        # Generation from a cache places the new tokens' M-RoPE positions with these offsets.
+        base.model.rope_deltas = deltas[index]
+        return {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "mm_token_type_ids": inputs["mm_token_type_ids"],
+            "cache": cache,
+        }
 
     def _vision_placeholder_ids(self) -> list[int]:
         if not self.suppress_vision_placeholders:

@@ -178,6 +178,16 @@ def test_bad_arguments_raise():
         Scene.from_dict({"objects": [{"color": "red"}]})
 
 
+def test_small_scenes_give_every_question_type_or_say_why_not():
+    # scenes of one or two objects (the pretraining curriculum's start): relations get two
+    relation = shapes.QUESTION_TYPES.index("relation")
+    records = [shapes.shapes_qa_record(i, 0, 56, min_objects=1, max_objects=2) for i in range(18)]
+    assert {r["question_type"] for r in records} == set(shapes.QUESTION_TYPES)
+    assert len(json.loads(records[relation]["scene"])["objects"]) == 2
+    with pytest.raises(ValueError, match="relation questions need scenes of at least 2 objects"):
+        shapes.shapes_qa_record(relation, 0, 56, min_objects=1, max_objects=1)
+
+
 def test_speed_is_enough_for_pretraining():
     import time
 

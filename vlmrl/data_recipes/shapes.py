@@ -696,6 +696,12 @@ def shapes_qa_record(
         lowest = max(min_objects, target["target"])
     elif question_type in ("exist", "compare_count", "relation"):
         target["target"] = bool(rng.integers(2))
+    if question_type == "relation":
+        lowest = max(lowest, 2)  # a relation needs a second object
+        if max_objects < 2:
+            raise ValueError(
+                f"shapes QA with max_objects={max_objects}: relation questions need scenes of at least 2 objects"
+            )
     for _ in range(200):
         scene = sample_scene(rng, lowest, max_objects)
         question = question_of_type(scene, question_type, rng, **target)

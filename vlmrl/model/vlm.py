@@ -443,13 +443,7 @@ class VLM:
             return None
         representatives = [groups.index(g) for g in range(len(first_row))]
         prompts = self._batch([encoded[r] for r in representatives], padding_side="left", share_images=True)
-        base = self.model.get_base_model() if self.uses_lora else self.model
-        positions, deltas = base.model.get_rope_index(
-            prompts["input_ids"],
-            mm_token_type_ids=prompts["mm_token_type_ids"],
-            image_grid_thw=prompts.get("image_grid_thw"),
-            attention_mask=prompts["attention_mask"],
-        )
+        positions, deltas = self._rope_index(prompts)
         model_inputs = self._model_inputs(prompts)
         for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
             model_inputs[key] = model_inputs[key][:, :-1]
@@ -458,6 +452,7 @@ class VLM:
         cache = output.cache
         cache.batch_select_indices(index)
         # Generation from a cache places the new tokens' M-RoPE positions with these offsets.
+        base = self.model.get_base_model() if self.uses_lora else self.model
         base.model.rope_deltas = deltas[index]
         return {
             "input_ids": inputs["input_ids"],
@@ -555,6 +550,16 @@ class VLM:
             decision_positions=[e.decision_positions for e in encoded],
         )
 
+    def _rope_index(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Qwen-VL's M-RoPE positions (3, batch, length) and per-row offsets for a padded batch."""
+        base = self.model.get_base_model() if self.uses_lora else self.model
+        return base.model.get_rope_index(
+            inputs["input_ids"],
+            mm_token_type_ids=inputs["mm_token_type_ids"],
+            image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=inputs["attention_mask"],
+        )
+
     def _logits_with_shared_prompts(
         self, encoded: list[Encoded]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
@@ -611,13 +616,7 @@ class VLM:
             for r in representatives
         ]
         prompt_inputs = self._batch(prompts, padding_side="right", share_images=True)
-        base = self.model.get_base_model() if self.uses_lora else self.model
-        positions, _ = base.model.get_rope_index(
-            prompt_inputs["input_ids"],
-            mm_token_type_ids=prompt_inputs["mm_token_type_ids"],
-            image_grid_thw=prompt_inputs.get("image_grid_thw"),
-            attention_mask=prompt_inputs["attention_mask"],
-        )
+        positions, _ = self._rope_index(prompt_inputs)
         prompt_output = self.model(
             **self._model_inputs(prompt_inputs), position_ids=positions, use_cache=True
         )

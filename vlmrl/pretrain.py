@@ -62,7 +62,7 @@ class PretrainConfig:
     )
     freeze_vision: bool = option(
         True,
-        help="Keep the aligned vision tower fixed during SFT (faster, and early LM gradients cannot scramble it).",
+        help="Keep the aligned vision tower, and the word embeddings its tokens were aligned to, fixed during SFT.",
     )
     eval_questions: int = option(400, help="Held-out shapes questions for the final evaluation.")
     eval_every: int = option(500, help="Evaluate on held-out questions every N steps (0: only at the end).")

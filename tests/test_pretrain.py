@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vlmrl.data_recipes import shapes
 from vlmrl.pretrain import (
     CELL_ATTRIBUTES,
     PretrainConfig,
     align_vision,
-    attribute_word_ids,
+    anchor_token_ids,
     batch_for_step,
     cell_labels,
     parse_mixture,
@@ -103,18 +104,36 @@ def test_alignment_anchors_are_single_tokens_of_the_project_tokenizer():
     from vlmrl.model.tiny import tiny_processor
 
     tokenizer = tiny_processor().tokenizer
-    ids = attribute_word_ids(tokenizer)
-    assert set(ids) == set(CELL_ATTRIBUTES)
-    assert tuple(ids["shape"].shape) == (len(CELL_ATTRIBUTES["shape"]) - 1, 2)
-    assert tokenizer.decode([int(ids["color"][1, 0])]) == " red"
-    assert tokenizer.decode([int(ids["color"][1, 1])]) == "red"
+    ids = anchor_token_ids(tokenizer)
+    assert set(ids) == set(CELL_ATTRIBUTES) | {"background"}
+    assert len(ids["shape"]) == len(CELL_ATTRIBUTES["shape"]) - 1
+    assert tokenizer.decode([int(ids["color"][1])]) == "red"
+    assert tokenizer.decode([int(ids["background"][0])]) == " no"
 
     class Splitter:
         def encode(self, text, add_special_tokens=False):
             return list(range(len(text)))
 
-    with pytest.raises(ValueError, match="' gray' to be one token"):
-        attribute_word_ids(Splitter())
+    with pytest.raises(ValueError, match="'gray' to be one token"):
+        anchor_token_ids(Splitter())
+
+
+def test_sft_leaves_the_anchor_words_where_alignment_put_them():
+    from vlmrl.model.tiny import build_random_tiny
+    from vlmrl.pretrain import freeze_anchor_words
+    from vlmrl.rl.sft import SFTSettings, train_sft
+
+    vlm = build_random_tiny(seed=2)
+    rows = torch.cat([v for v in anchor_token_ids(vlm.processor.tokenizer).values()])
+    other = vlm.processor.tokenizer.encode(" cubes", add_special_tokens=False)[0]
+    before = vlm.model.get_input_embeddings().weight.detach().clone()
+    freeze_anchor_words(vlm)
+    batch = [[{"role": "user", "content": "What color?"}, {"role": "assistant", "content": "red cubes"}]]
+    settings = SFTSettings(steps=3, learning_rate=1e-2, warmup_steps=1, weight_decay=0.0, prefetch=False)
+    train_sft(vlm, lambda step: batch, settings)
+    after = vlm.model.get_input_embeddings().weight.detach()
+    assert torch.equal(after[rows], before[rows])
+    assert not torch.equal(after[other], before[other])  # the rest of the vocabulary still learns
 
 
 @pytest.mark.slow

@@ -287,48 +287,33 @@ def cell_labels(scene: Any, masks: list[np.ndarray], cell: int) -> dict[str, np.
     return labels
 
 
-def attribute_word_ids(tokenizer: Any) -> dict[str, Any]:
-    """For each cell attribute, a (values, 2) tensor of token ids: each value's word as it appears
-    inside a sentence (" red") and inside answer tags ("red"); both must be single tokens."""
-    import torch
-
-    ids = {}
-    for attribute, vocabulary in CELL_ATTRIBUTES.items():
-        rows = []
-        for word in vocabulary[1:]:
-            row = []
-            for form in (" " + word, word):
-                pieces = tokenizer.encode(form, add_special_tokens=False)
-                if len(pieces) != 1:
-                    raise ValueError(
-                        f"vision alignment anchors need '{form}' to be one token of the tokenizer; "
-                        f"it encodes to {len(pieces)} tokens"
-                    )
-                row.append(pieces[0])
-            rows.append(row)
-        ids[attribute] = torch.tensor(rows)
-    return ids
-
-
 BACKGROUND_WORD = " no"  # what a visual token with no object under it should look like (one token)
 
 
 def anchor_token_ids(tokenizer: Any) -> dict[str, Any]:
     """The token ids visual tokens are aligned to: per attribute, each value's bare word (the form
-    answers use, e.g. "red" in <answer>red</answer>), plus `background` for empty cells."""
+    answers use, e.g. "red" in <answer>red</answer>), plus `background` for empty cells. Each
+    must be a single token of the tokenizer."""
     import torch
 
-    ids = {attribute: words[:, 1] for attribute, words in attribute_word_ids(tokenizer).items()}
-    background = tokenizer.encode(BACKGROUND_WORD, add_special_tokens=False)
-    if len(background) != 1:
-        raise ValueError(f"vision alignment needs '{BACKGROUND_WORD}' to be one token of the tokenizer")
-    ids["background"] = torch.tensor(background)
+    def single(text: str) -> int:
+        pieces = tokenizer.encode(text, add_special_tokens=False)
+        if len(pieces) != 1:
+            raise ValueError(
+                f"vision alignment needs '{text}' to be one token of the tokenizer; it encodes to "
+                f"{len(pieces)} tokens"
+            )
+        return pieces[0]
+
+    ids = {a: torch.tensor([single(w) for w in vocabulary[1:]]) for a, vocabulary in CELL_ATTRIBUTES.items()}
+    ids["background"] = torch.tensor([single(BACKGROUND_WORD)])
     return ids
 
 
 def freeze_anchor_words(vlm: Any) -> Any:
-    """Stop SFT from moving the embeddings the aligned vision tower points at (returns the hook's
-    handle): the frozen tower keeps emitting them, so they must keep meaning the same words."""
+    """Stop SFT's gradients from moving the embeddings the aligned vision tower points at (returns
+    the hook's handle): the frozen tower keeps emitting them, so they must keep meaning the same
+    words. (AdamW's decoupled weight decay still shrinks them slightly: 1 - lr * decay per step.)"""
     import torch
 
     embedding = vlm.model.get_input_embeddings().weight

@@ -35,6 +35,8 @@ class RLVRConfig(TrainerConfig):
     max_new_tokens: int = option(24, help="Most tokens per completion.")
     top_p: float = option(1.0, help="Nucleus sampling (below 1 implies recomputed old log-probs).")
     resolution: int = option(168, help="shapes-qa image side in pixels.")
+    min_objects: int = option(3, help="shapes-qa: fewest objects per scene (train and held out).")
+    max_objects: int = option(10, help="shapes-qa: most objects per scene (train and held out; at least 2).")
     data_seed: int = option(0, help="Seed of the shapes-qa scenes (held-out scenes use the next seed).")
     format_weight: float = option(0.1, help="Weight of the format reward (the accuracy reward weighs 1).")
     lora_rank: int = option(0, help="LoRA rank (0: full fine-tuning).")
@@ -57,12 +59,25 @@ def load_prompts(config: RLVRConfig) -> tuple[Any, int, list]:
     if config.data == "shapes-qa":
         from vlmrl.data_recipes.shapes import shapes_qa_record
 
+        if not 1 <= config.min_objects <= config.max_objects or config.max_objects < 2:
+            raise ValueError(
+                f"shapes-qa scenes: need 1 <= min_objects <= max_objects and max_objects >= 2 "
+                f"(relation questions need two objects), got {config.min_objects}, {config.max_objects}"
+            )
+
         def train(index: int):
-            record = shapes_qa_record(index, config.data_seed, config.resolution, 3, 10)
+            record = shapes_qa_record(
+                index, config.data_seed, config.resolution, config.min_objects, config.max_objects
+            )
             return question_prompt(record, f"shapes-qa[{index}]")
 
         held_out = [
-            question_prompt(shapes_qa_record(i, config.data_seed + 1, config.resolution, 3, 10), f"eval[{i}]")
+            question_prompt(
+                shapes_qa_record(
+                    i, config.data_seed + 1, config.resolution, config.min_objects, config.max_objects
+                ),
+                f"eval[{i}]",
+            )
             for i in range(config.eval_size)
         ]
         return train, config.train_size, held_out

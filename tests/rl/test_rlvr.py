@@ -61,8 +61,9 @@ def test_bad_data_is_reported(tmp_path):
 def test_rlvr_raises_held_out_accuracy(tmp_path):
     # Scenes of one or two objects: there the shipped tiny reads colour, material and size
     # (model card), so its samples are sometimes right and GRPO has something to sharpen. On
-    # the busy default scenes it barely finds the object a question names, and the same run
-    # gains nothing (measured 2026-11-25: 0.466 -> 0.412 greedy).
+    # the busy default scenes it barely finds the object a question names, and GRPO gained
+    # nothing there (measured 2026-11-25, 40 steps x 64 episodes at lr 3e-4: 0.466 -> 0.412
+    # greedy).
     config = RLVRConfig(
         out=str(tmp_path / "run"),
         min_objects=1,

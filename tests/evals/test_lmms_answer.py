@@ -191,3 +191,75 @@ def test_scripted_formats_scored_alike_by_the_stock_task_and_our_harness(
         # The issue's case: reasoning then <answer>yes</answer> reaches the task as "yes".
         first = next(s for s in samples if s["pope_accuracy"]["question_id"] == "0")
         assert first["resps"][0][0] == answers[first["doc"]["question"]]
+
+
+def _request(gen_kwargs, text="Is it red?"):
+    from lmms_eval.api.instance import Instance
+
+    return Instance(
+        "generate_until",
+        (text, gen_kwargs, lambda d: [], 0, "t", "test"),
+        0,
+        {"task": "t", "doc_id": 0, "repeats": 1},
+    )
+
+
+class _Recorder:
+    """A VLM stand-in that returns one fixed text and records the sampling settings it got."""
+
+    def __init__(self, text):
+        self.text, self.sampling = text, []
+
+    def generate(self, conversations, sampling):
+        from vlmrl.model.types import Generation
+
+        self.sampling.append(sampling)
+        return [Generation(self.text, [1], [0.0], i, 0, "stop") for i in range(len(conversations))]
+
+
+@pytest.mark.parametrize(
+    "response, doc, until, expected",
+    [
+        ("answer", {"question": "q"}, ["\n\n"], "yes"),
+        ("answer", {"question": "q"}, ["es"], "y"),  # stop strings cut the answer handed over
+        ("raw", {"question": "q"}, ["\n\n"], "<think>a"),
+        ("raw", {"question": "q"}, [], "<think>a\n\nb</think><answer>yes</answer>"),
+        # Our exported tasks parse the format themselves: always the raw text.
+        ("answer", {"vlmrl_task": "shapes-qa"}, [], "<think>a\n\nb</think><answer>yes</answer>"),
+    ],
+)
+def test_generate_until_hands_over_the_answer_then_applies_until(response, doc, until, expected):
+    from vlmrl.evals.lmms_adapter import VlmrlLmms
+
+    vlm = _Recorder("<think>a\n\nb</think><answer>yes</answer>")
+    adapter = VlmrlLmms.from_vlm(vlm, response=response)
+    adapter.task_dict = {"t": {"test": [doc]}}
+    gen_kwargs = {"max_new_tokens": 7, "temperature": 0, "until": until}
+    assert adapter.generate_until([_request(gen_kwargs)]) == [expected]
+
+
+def test_generation_kwargs_followed():
+    from vlmrl.evals.lmms_adapter import VlmrlLmms
+
+    adapter = VlmrlLmms.from_vlm(_Recorder("x"), max_new_tokens=9)
+    greedy = adapter._sampling({"max_new_tokens": 128, "temperature": 0, "top_p": 1.0, "num_beams": 1})
+    assert (greedy.max_new_tokens, greedy.temperature) == (128, 0.0)
+    assert adapter._sampling({"temperature": 0.7, "do_sample": False}).temperature == 0.0
+    sampled = adapter._sampling({"temperature": 0.7, "top_p": 0.9, "top_k": 5})
+    assert (sampled.max_new_tokens, sampled.temperature, sampled.top_p, sampled.top_k) == (9, 0.7, 0.9, 5)
+    assert not adapter._warned
+    assert adapter._sampling({"num_beams": 4}).temperature == 0.0  # beams unsupported: greedy...
+    assert adapter._warned == {"num_beams"}  # ...and said so once
+
+
+def test_bad_response_mode_is_refused_naming_it():
+    from vlmrl.evals.lmms_adapter import VlmrlLmms
+
+    with pytest.raises(ValueError, match="response='boxed'"):
+        VlmrlLmms.from_vlm(_Recorder("x"), response="boxed")
+    with pytest.raises(ValueError, match="response='nope'"):
+        VlmrlLmms(pretrained="tiny", response="nope")  # checked before the model loads
+    from vlmrl.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "lmms", "--response", "nope"])
+    assert result.exit_code == 2 and "--response 'nope'" in result.output

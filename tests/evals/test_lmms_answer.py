@@ -263,3 +263,20 @@ def test_bad_response_mode_is_refused_naming_it():
 
     result = CliRunner().invoke(app, ["eval", "lmms", "--response", "nope"])
     assert result.exit_code == 2 and "--response 'nope'" in result.output
+
+
+def test_exported_user_task_keeps_its_response_option(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from vlmrl.evals.lmms_export import export_task, process_results
+
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "a.png")
+    (tmp_path / "q.jsonl").write_text(
+        json.dumps({"image": "a.png", "question": "Red?", "answer": "yes"}) + "\n"
+    )
+    reasoned = "<think>it is red</think><answer>yes</answer>"
+    for options, accuracy in ((None, 1.0), ({"response": "raw"}, 0.0)):
+        yaml_path = export_task(f"jsonl:{tmp_path / 'q.jsonl'}", tmp_path / str(options), options=options)
+        row = datasets.load_from_disk(str(yaml_path.parent / "data"))["test"][0]
+        assert process_results(row, [reasoned]) == {"accuracy": accuracy, "format": 1.0}

@@ -163,8 +163,8 @@ def lmms(
     device: str = typer.Option("auto", help="Device for the model."),
     response: str = typer.Option(
         "answer",
-        help="What stock tasks score: 'answer' (last <answer>, else last \\boxed{}, else the text) "
-        "or 'raw' (the whole response). Our exported tasks always parse the raw response.",
+        help="What tasks score: 'answer' (last <answer>, else last \\boxed{}, else the text) or "
+        "'raw' (the whole response); for stock lmms-eval tasks and exported jsonl:/hf: tasks.",
     ),
 ) -> None:
     """Run lmms-eval with the `vlmrl` model class (offline; our tasks are exported first)."""
@@ -180,7 +180,9 @@ def lmms(
     names, exported = [], Path(out) / "lmms_tasks"
     try:
         for spec in [s.strip() for s in tasks.split(",") if s.strip()]:
-            if spec in ours or spec.startswith(("jsonl:", "hf:")):
+            if spec.startswith(USER_TASK_PREFIXES):
+                names.append(export_task(spec, exported, limit, options={"response": response}).stem)
+            elif spec in ours:
                 names.append(export_task(spec, exported, limit).stem)
             else:
                 names.append(spec)

@@ -34,8 +34,13 @@ def lmms_task_name(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _task(spec: str) -> Task:
-    return get_task(spec)
+def _task(spec: str, options: str = "{}") -> Task:
+    return get_task(spec, **json.loads(options))
+
+
+def _row_task(row: dict[str, Any]) -> Task:
+    # Rows exported before task options existed have no options column.
+    return _task(row["vlmrl_task"], row.get("vlmrl_options") or "{}")
 
 
 def _our_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +63,7 @@ def doc_to_visual(row: dict[str, Any]) -> list[Any]:
 
 def doc_to_text(row: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
     """The text part of our own prompt for the doc (images are passed separately)."""
-    messages = _task(row["vlmrl_task"]).to_messages(_our_doc(row))
+    messages = _row_task(row).to_messages(_our_doc(row))
     content = messages[-1]["content"]
     if isinstance(content, str):
         return content
@@ -66,7 +71,7 @@ def doc_to_text(row: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] |
 
 
 def process_results(row: dict[str, Any], results: list[str]) -> dict[str, float]:
-    score = _task(row["vlmrl_task"]).score(_our_doc(row), results[0] if results else "")
+    score = _row_task(row).score(_our_doc(row), results[0] if results else "")
     return {key: float(value) for key, value in score.items() if isinstance(value, (int, float))}
 
 
@@ -83,11 +88,16 @@ def _check_exportable(task: Task, doc: dict[str, Any]) -> None:
             raise TaskError(f"task '{task.name}': images must precede the text to export to lmms-eval")
 
 
-def export_task(spec: str, out_dir: str | Path, limit: int | None = None) -> Path:
-    """Write one task as an lmms-eval task folder; returns the YAML path."""
+def export_task(
+    spec: str, out_dir: str | Path, limit: int | None = None, options: dict[str, Any] | None = None
+) -> Path:
+    """Write one task as an lmms-eval task folder; returns the YAML path. `options` (JSON data)
+    go to `get_task(spec, **options)` here and wherever lmms-eval rebuilds the task, e.g.
+    {"response": "raw"} for a jsonl:/hf: task."""
     import datasets
 
-    task = get_task(spec)
+    options_text = json.dumps(options or {}, sort_keys=True)
+    task = get_task(spec, **(options or {}))
     docs = task.load_docs(limit).items
     if not docs:
         raise TaskError(f"task '{task.name}' has no documents to export")
@@ -110,6 +120,7 @@ def export_task(spec: str, out_dir: str | Path, limit: int | None = None) -> Pat
             "question_type": datasets.Value("string"),
             "extra": datasets.Value("string"),
             "vlmrl_task": datasets.Value("string"),
+            "vlmrl_options": datasets.Value("string"),
         }
     )
     columns = {
@@ -120,6 +131,7 @@ def export_task(spec: str, out_dir: str | Path, limit: int | None = None) -> Pat
         "question_type": [str(doc.get("question_type", "")) for doc in docs],
         "extra": extras,
         "vlmrl_task": [spec] * len(docs),
+        "vlmrl_options": [options_text] * len(docs),
     }
     name = lmms_task_name(task.name)
     folder = Path(out_dir).resolve() / name

@@ -34,10 +34,10 @@ Which of a task's settings are followed:
   text as it is, after the images, with `<image>` placeholders removed and outer whitespace
   stripped. `vlmrl eval run --pre-prompt/--post-prompt` puts the same text around questions of
   user tasks, so both harnesses send identical prompts.
-- `system_prompt` model arg: a system turn before every request (lmms-eval's own
-  `--system_instruction` is applied by lmms-eval to the context).
+- `system_prompt` model arg: a system turn before every request.
 - `generate_until_multi_round`: every round's text goes through the same `response` option;
-  `until` is not applied between rounds.
+  `until` is not applied between rounds. `loglikelihood` scores the task's continuation as
+  given (no extraction is involved).
 """
 
 from __future__ import annotations

@@ -12,12 +12,22 @@ end); the file is replaced atomically so a browser never loads half a page.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
-from vlmrl.report.readers import RunContents, read_run
-from vlmrl.report.replays import badge, episode_view, escape, number, replay_kind, table
+from vlmrl.report.readers import RunContents, Sample, read_run
+from vlmrl.report.replays import (
+    badge,
+    conversation_view,
+    episode_view,
+    escape,
+    first_assistant_index,
+    number,
+    replay_kind,
+    table,
+)
 
 REPORT_NAME = "report.html"
 
@@ -73,6 +83,11 @@ svg.boxes text.box-label { fill: #ff3b30; font-size: 12px; font-weight: bold; }
 .missing, .note, .error { color: var(--warn); font-size: 12px; }
 pre.config { background: white; border: 1px solid var(--line); padding: 8px; overflow-x: auto; }
 .hidden { display: none; }
+div.block.group { border: 1px solid var(--line); border-radius: 6px; padding: 6px 10px; margin: 12px 0;
+                  background: #f7f9fc; }
+div.block.group article.sample { margin: 6px 0 6px 24px; }
+.group-head { font-size: 12px; color: var(--muted); font-weight: 600; }
+img.preview { max-width: 560px; }
 """
 
 # Filters only toggle a class; they never build markup from data, so nothing in an episode can
@@ -93,6 +108,9 @@ SCRIPT = """
       });
       card.classList.toggle('hidden', !keep);
       if (keep) { shown += 1; }
+    });
+    document.querySelectorAll('div.block').forEach(function (block) {
+      block.classList.toggle('hidden', block.querySelector('article.sample:not(.hidden)') === null);
     });
     if (counter) { counter.textContent = String(shown); }
   }
@@ -167,7 +185,13 @@ def comparison_section(contents: RunContents) -> str:
         significant = (
             isinstance(low, (int, float)) and isinstance(high, (int, float)) and (low > 0 or high < 0)
         )
-        direction = "up" if isinstance(delta, (int, float)) and delta > 0 else "down"
+        direction = (
+            "up"
+            if isinstance(delta, (int, float)) and delta > 0
+            else "down"
+            if isinstance(delta, (int, float)) and delta < 0
+            else ""
+        )
         cells = [
             escape(task),
             escape(metric),
@@ -194,7 +218,9 @@ def comparison_section(contents: RunContents) -> str:
 
 def evaluation_tables(contents: RunContents) -> str:
     parts = []
-    for name, results in contents.evaluations.items():
+    order = sorted(contents.evaluations, key=lambda n: (n != "before", n != "after", n))
+    for name in order:
+        results = contents.evaluations[name]
         rows = []
         for task_name, task in results.get("tasks", {}).items():
             metrics = task.get("metrics", {}) if isinstance(task, dict) else {}
@@ -208,10 +234,12 @@ def evaluation_tables(contents: RunContents) -> str:
                         escape(task.get("count", "")),
                     ]
                 )
-        parts.append(
-            f"<h4>{escape(name)} · model {escape(results.get('model', '?'))}</h4>"
-            + table(["task", "metric", "value", "95% CI", "n"], rows)
-        )
+        heading = f"evaluation '{name}' · model {results.get('model', '?')}"
+        body = table(["task", "metric", "value", "95% CI", "n"], rows)
+        if contents.comparison:  # already summed up in the before -> after table
+            parts.append(f"<details><summary>{escape(heading)}</summary>{body}</details>")
+        else:
+            parts.append(f"<h4>{escape(heading)}</h4>{body}")
     return "".join(parts)
 
 
@@ -230,7 +258,9 @@ def results_section(contents: RunContents) -> str:
     rows = [
         [escape(key), number(value)]
         for key, value in _flatten(contents.results)
-        if not isinstance(value, list) and (not isinstance(value, float) or math.isfinite(value))
+        if value is not None
+        and not isinstance(value, list)
+        and (not isinstance(value, float) or math.isfinite(value))
     ]
     return "<h4>the command's own results (results.json)</h4>" + table(["key", "value"], rows)
 
@@ -254,6 +284,57 @@ def _options(name: str, label: str, values: list[str]) -> str:
     return f'<label>{escape(label)} <select name="{escape(name)}">{options}</select></label>'
 
 
+def _card(sample: Sample, directory: Path, start: int) -> str:
+    record = sample.record
+    components = record.get("reward_components")
+    facts = [
+        f"step {sample.step}" if sample.step is not None else "no step",
+        f"group {record.get('group', '')}",
+        f"reward {number(record.get('reward'))}",
+    ]
+    if isinstance(components, dict) and components:
+        facts.append(", ".join(f"{k} {number(v)}" for k, v in components.items()))
+    advantage = record.get("advantage")
+    if isinstance(advantage, (int, float)) and not isinstance(advantage, bool):
+        facts.append(f"advantage {number(advantage)}")
+    outcome = sample.outcome
+    badges = badge(outcome, {"correct": "good", "wrong": "bad"}.get(outcome, ""))
+    if sample.role:
+        badges += badge(f"role: {sample.role}")
+    if record.get("truncated"):
+        badges += badge("truncated", "warn")
+    if record.get("masked"):
+        badges += badge("masked from the loss", "warn")
+    return (
+        f'<article class="sample" data-step="{escape(sample.step if sample.step is not None else "none")}" '
+        f'data-outcome="{escape(outcome)}" data-role="{escape(sample.role or "none")}" '
+        f'data-kind="{escape(replay_kind(sample))}"><header>{escape(" · ".join(facts))} {badges} '
+        f'<span class="source">{escape(sample.source)}:{sample.line}</span></header>'
+        f"{episode_view(sample, directory, start=start)}</article>"
+    )
+
+
+def _prompt_key(sample: Sample) -> str:
+    messages = sample.record.get("messages") or []
+    return json.dumps(messages[: first_assistant_index(sample.record)], sort_keys=True, default=str)
+
+
+def _blocks(samples: list[Sample]) -> list[list[Sample]]:
+    """Consecutive episodes of one file and group: a GRPO group, one game's players."""
+    blocks: list[list[Sample]] = []
+    for sample in samples:
+        key = (sample.source, sample.record.get("group"))
+        if (
+            blocks
+            and (blocks[-1][0].source, blocks[-1][0].record.get("group")) == key
+            and key[1] not in (None, "")
+        ):
+            blocks[-1].append(sample)
+        else:
+            blocks.append([sample])
+    return blocks
+
+
 def samples_section(contents: RunContents) -> str:
     samples = contents.samples
     if not samples:
@@ -261,46 +342,35 @@ def samples_section(contents: RunContents) -> str:
     steps = sorted({s.step for s in samples if s.step is not None})
     roles = sorted({s.role for s in samples if s.role})
     kinds = sorted({replay_kind(s) for s in samples})
+    step_values = [str(s) for s in steps] + (["none"] if any(s.step is None for s in samples) else [])
     filters = [
-        _options(
-            "step",
-            "step",
-            [str(s) for s in steps] + (["none"] if any(s.step is None for s in samples) else []),
-        )
+        _options("step", "step", step_values),
+        _options("outcome", "outcome", ["correct", "wrong", "unknown"]),
     ]
-    filters.append(_options("outcome", "outcome", ["correct", "wrong", "unknown"]))
     if roles:
         filters.append(_options("role", "role", roles + ["none"]))
     filters.append(_options("kind", "view", kinds))
-    cards = []
-    for sample in samples:
-        record = sample.record
-        components = record.get("reward_components")
-        facts = [
-            f"step {sample.step}" if sample.step is not None else "no step",
-            f"group {record.get('group', '')}",
-            f"reward {number(record.get('reward'))}",
-        ]
-        if isinstance(components, dict) and components:
-            facts.append(", ".join(f"{k} {number(v)}" for k, v in components.items()))
-        advantage = record.get("advantage")
-        if isinstance(advantage, (int, float)) and not isinstance(advantage, bool):
-            facts.append(f"advantage {number(advantage)}")
-        outcome = sample.outcome
-        badges = badge(outcome, {"correct": "good", "wrong": "bad"}.get(outcome, ""))
-        if sample.role:
-            badges += badge(f"role: {sample.role}")
-        if record.get("truncated"):
-            badges += badge("truncated", "warn")
-        if record.get("masked"):
-            badges += badge("masked from the loss", "warn")
-        kind = replay_kind(sample)
-        cards.append(
-            f'<article class="sample" data-step="{escape(sample.step if sample.step is not None else "none")}" '
-            f'data-outcome="{escape(outcome)}" data-role="{escape(sample.role or "none")}" '
-            f'data-kind="{escape(kind)}"><header>{escape(" · ".join(facts))} {badges} '
-            f'<span class="source">{escape(sample.source)}:{sample.line}</span></header>'
-            f"{episode_view(sample, contents.directory)}</article>"
+    parts = []
+    for block in _blocks(samples):
+        shared = (
+            len(block) > 1
+            and all(replay_kind(s) == "conversation" for s in block)
+            and len({_prompt_key(s) for s in block}) == 1
+        )
+        if not shared:
+            parts.append(
+                f'<div class="block">{"".join(_card(s, contents.directory, 0) for s in block)}</div>'
+            )
+            continue
+        # A GRPO group: the prompt once, then each sampled completion with its reward.
+        first = block[0]
+        start = first_assistant_index(first.record)
+        prompt = conversation_view(first, stop=start)
+        mean = sum(float(s.record.get("reward") or 0.0) for s in block) / len(block)
+        parts.append(
+            f'<div class="block group"><div class="group-head">group {escape(first.record.get("group", ""))} · '
+            f"step {escape(first.step)} · {len(block)} episodes sharing this prompt · mean reward {mean:.3f}</div>"
+            f"{prompt}{''.join(_card(s, contents.directory, start) for s in block)}</div>"
         )
     shown = (
         f"{len(samples)} of {contents.samples_total} saved episodes are in this page (at most a fixed "
@@ -308,7 +378,7 @@ def samples_section(contents: RunContents) -> str:
     )
     return (
         f'<div class="filters">{"".join(filters)} showing <span id="shown-count">{len(samples)}</span> '
-        f'<span class="note">({escape(shown)})</span></div>{"".join(cards)}'
+        f'<span class="note">({escape(shown)})</span></div>{"".join(parts)}'
     )
 
 

@@ -80,7 +80,17 @@ def _advantages(record: dict[str, Any]) -> list[Any]:
     return [value] * turns
 
 
-def conversation_view(sample: Sample) -> str:
+def first_assistant_index(record: dict[str, Any]) -> int:
+    """Index of the first assistant message (the end of the prompt), or the message count."""
+    messages = _list(record.get("messages"))
+    for index, message in enumerate(messages):
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            return index
+    return len(messages)
+
+
+def conversation_view(sample: Sample, start: int = 0, stop: int | None = None) -> str:
+    """Messages `start` to `stop` (all by default); images keep their episode-wide numbers."""
     record = sample.record
     turns = _list(record.get("turns"))
     step_rewards = _list(record.get("step_rewards"))
@@ -88,9 +98,10 @@ def conversation_view(sample: Sample) -> str:
     parts = []
     image_index = 0
     assistant_index = 0
-    for message in _list(record.get("messages")):
+    for message_index, message in enumerate(_list(record.get("messages"))):
         if not isinstance(message, dict):
             continue
+        shown = start <= message_index and (stop is None or message_index < stop)
         role = str(message.get("role", "?"))
         content = message.get("content", "")
         pieces = []
@@ -119,6 +130,8 @@ def conversation_view(sample: Sample) -> str:
                 facts.append(f"advantage {number(advantages[assistant_index])}")
             notes = f'<div class="turn-facts">{escape(" · ".join(facts))}</div>'
             assistant_index += 1
+        if not shown:
+            continue
         parts.append(
             f'<div class="message {escape(role)}"><div class="who">{escape(role)}</div>'
             f"{''.join(pieces)}{notes}</div>"
@@ -341,7 +354,11 @@ def env_episode_view(sample: Sample, replay: dict[str, Any]) -> str:
                 image_tag(sample, step.get("frame"), "frame", f"frame of step {index}"),
                 f'<span class="text">{escape(step.get("action", ""))}</span>',
                 escape(json.dumps(step.get("parsed_action"), default=str)),
-                badge("valid", "good") if valid is True else badge("invalid", "bad"),
+                badge("valid", "good")
+                if valid is True
+                else badge("invalid", "bad")
+                if valid is False
+                else "-",
                 number(step.get("value")),
                 number(reward),
             ]
@@ -373,10 +390,11 @@ def replay_kind(sample: Sample) -> str:
     return kind if isinstance(kind, str) and kind in VIEWS else "conversation"
 
 
-def episode_view(sample: Sample, run_directory: Path) -> str:
-    """The whole card body: the method's replay view (if any) and the conversation."""
+def episode_view(sample: Sample, run_directory: Path, start: int = 0) -> str:
+    """The whole card body: the method's replay view (if any) and the conversation from
+    message `start` (a group's shared prompt is shown once above its episodes)."""
     kind = replay_kind(sample)
-    conversation = conversation_view(sample)
+    conversation = conversation_view(sample, start=start)
     if kind == "conversation":
         return conversation
     try:

@@ -222,31 +222,39 @@ def compare_evaluations(
     return rows
 
 
-def _comparison_table(rows: list[dict[str, Any]], before: dict[str, Any], after: dict[str, Any]) -> Any:
+def _comparison_table(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
-    def interval(results: dict[str, Any], task: str, metric: str) -> str:
-        low, high = results["tasks"][task]["intervals"].get(metric, (None, None))
-        return "" if low is None else f" [{low:.3f}, {high:.3f}]"
-
-    table = Table(title="held-out evaluation: before -> after (95% bootstrap intervals)")
-    for column in ("task", "metric", "before", "after", "after - before", "n"):
-        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
-    ordered = sorted(rows, key=lambda r: ("/" in r["metric"], r["metric"] != "accuracy", r["metric"]))
+    tasks = sorted({row["task"] for row in rows})
+    count = max((row["n"] for row in rows), default=0)
+    table = Table(title=f"held-out {', '.join(tasks)} ({count} questions): before -> after")
+    for column in ("metric", "before", "after", "change", "95% CI of change"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    ordered = sorted(
+        rows, key=lambda r: ("/" in r["metric"], r["metric"] != "accuracy", r["task"], r["metric"])
+    )
     for row in ordered:
         significant = row["low"] > 0 or row["high"] < 0
-        colour = "green" if row["delta"] > 0 else "red" if row["delta"] < 0 else ""
-        delta = f"{row['delta']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]" + (" *" if significant else "")
+        colour = "green" if row["delta"] > 0 else "red" if row["delta"] < 0 else "white"
+        metric = row["metric"] if len(tasks) == 1 else f"{row['task']}: {row['metric']}"
         table.add_row(
-            row["task"],
-            row["metric"],
-            f"{row['a']:.3f}{interval(before, row['task'], row['metric'])}",
-            f"{row['b']:.3f}{interval(after, row['task'], row['metric'])}",
-            f"[{colour}]{delta}[/{colour}]" if colour else delta,
-            str(row["n"]),
+            metric,
+            f"{row['a']:.3f}",
+            f"{row['b']:.3f}",
+            f"[{colour}]{row['delta']:+.3f}[/{colour}]",
+            f"[{row['low']:+.3f}, {row['high']:+.3f}]" + (" *" if significant else "  "),
         )
-    table.caption = "*: the paired 95% interval of the difference excludes 0"
+    table.caption = "*: the paired bootstrap 95% interval of the change excludes 0"
     return table
+
+
+def _interval_line(results: dict[str, Any], label: str) -> str:
+    parts = []
+    for name, task in results["tasks"].items():
+        metric = task.get("primary_metric") or "accuracy"
+        low, high = task["intervals"].get(metric, (float("nan"), float("nan")))
+        parts.append(f"{name} {metric} {task['metrics'][metric]:.3f} [{low:.3f}, {high:.3f}]")
+    return f"{label}: " + "; ".join(parts)
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -317,7 +325,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["total"] = time.perf_counter() - started
     atomic_write_json(out / "timings.json", timings)
 
-    console.print(_comparison_table(rows, before, after))
+    console.print(_comparison_table(rows))
+    console.print(_interval_line(before, "before") + " (95% bootstrap intervals)")
+    console.print(_interval_line(after, "after "))
     console.print(
         f"{method.name} in {timings['total'] / 60:.1f} min "
         f"(training {timings['train'] / 60:.1f} min). Report: [bold]{report.resolve()}[/bold]"

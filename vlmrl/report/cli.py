@@ -10,7 +10,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Render a run directory as an HTML report.")
+# A callback app is a click group, which stops reading options at the first argument; the
+# run directory comes first, so options after it must still be read as options.
+app = typer.Typer(
+    help="Render a run directory as an HTML report.", context_settings={"allow_interspersed_args": True}
+)
 
 
 def open_in_browser(path: Path) -> bool:

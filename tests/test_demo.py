@@ -119,3 +119,17 @@ def test_a_rerun_repeats_every_figure(tmp_path: Path):
         assert (out / "samples").is_dir() and (out / "model").is_dir()
         runs.append(_figures(out))
     assert runs[0] == runs[1]
+
+
+@pytest.mark.slow
+def test_the_default_demo_raises_held_out_accuracy(tmp_path: Path):
+    """`make demo` as a newcomer runs it: the trained model answers more held-out questions.
+
+    The margin is the RLVR learning test's (tests/rl/test_rlvr.py), on the demo's own held-out
+    set (200 questions about 1-2 object scenes, read through the harness).
+    """
+    result = run_demo(DemoConfig(out=str(tmp_path / "demo")))
+    accuracy = next(row for row in result["rows"] if row["metric"] == "accuracy")
+    assert accuracy["n"] == 200
+    assert accuracy["b"] - accuracy["a"] >= 0.03, accuracy
+    assert (tmp_path / "demo" / "report.html").is_file()

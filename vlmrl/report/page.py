@@ -138,13 +138,12 @@ def status_section(contents: RunContents, status: str | None) -> str:
     metrics = contents.metrics
     last = int(metrics[-1]["step"]) if metrics else 0
     planned = None
-    for text in contents.config_files.values():
-        for line in text.splitlines():
-            if line.startswith("steps:"):
-                try:
-                    planned = int(line.split(":", 1)[1].strip())
-                except ValueError:
-                    pass
+    # The run's own config.yaml first: other YAML files (a demo's options) may say "steps: 0".
+    names = sorted(contents.config_files, key=lambda name: name != "config.yaml")
+    for line in (line for name in names for line in contents.config_files[name].splitlines()):
+        if planned is None and line.startswith("steps:"):
+            value = line.split(":", 1)[1].strip()
+            planned = int(value) if value.isdigit() and int(value) > 0 else None
     if status is None:
         if planned and last < planned:
             status = "training"

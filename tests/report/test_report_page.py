@@ -256,3 +256,15 @@ def test_building_a_report_loads_no_method_package(tmp_path: Path):
         [sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True
     )
     assert output.stdout.strip() == "[]"
+
+
+def test_long_runs_show_samples_spread_over_the_run(tmp_path: Path):
+    from vlmrl.report.readers import read_samples
+
+    (tmp_path / "samples").mkdir()
+    for step in range(1, 101):
+        (tmp_path / "samples" / f"step-{step}.jsonl").write_text('{"messages": [], "group": "g"}\n')
+    problems: list[str] = []
+    samples, total = read_samples(tmp_path, per_file=32, problems=problems, max_files=5)
+    assert [s.step for s in samples] == [1, 26, 51, 75, 100] and total == 5
+    assert problems == ["100 samples files: showing 5 spread over the run"]

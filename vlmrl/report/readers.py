@@ -147,7 +147,9 @@ def _select(records: list[dict[str, Any]], limit: int) -> list[tuple[int, dict[s
     return chosen
 
 
-def read_samples(directory: Path, per_file: int, problems: list[str]) -> tuple[list[Sample], int]:
+def read_samples(
+    directory: Path, per_file: int, problems: list[str], max_files: int = 40
+) -> tuple[list[Sample], int]:
     samples_directory = directory / "samples"
     if not samples_directory.is_dir():
         return [], 0
@@ -155,6 +157,11 @@ def read_samples(directory: Path, per_file: int, problems: list[str]) -> tuple[l
         samples_directory.rglob("*.jsonl"),
         key=lambda p: (int(m.group(1)) if (m := STEP_IN_NAME.search(p.stem)) else -1, p.as_posix()),
     )
+    if len(files) > max_files:
+        # Long runs save many steps: keep the first, the last and evenly spaced ones between.
+        chosen = sorted({round(i * (len(files) - 1) / (max_files - 1)) for i in range(max_files)})
+        problems.append(f"{len(files)} samples files: showing {len(chosen)} spread over the run")
+        files = [files[i] for i in chosen]
     samples: list[Sample] = []
     total = 0
     for path in files:

@@ -1,4 +1,6 @@
-# The two set-up commands of the README: `make demo` and `make test`. Both create the
+# The two set-up commands of the README: `make demo` and `make test`. `make demo` runs
+# `vlmrl demo`: make data -> evaluate tiny -> train it with RLVR -> evaluate again -> write
+# runs/demo/report.html, printing the before/after table with intervals. Both create the
 # environment at .venv on first use (Python 3.11: torch 2.14.1 / torchvision 0.29.1 come
 # from the local wheel store).
 PYTHON ?= python3.11

@@ -98,17 +98,32 @@ def info() -> None:
     Console().print(table)
 
 
-@app.command()
-def demo(
-    model: str = typer.Option("tiny", help="Model: 'tiny', a local directory or a hub id."),
-    questions: int = typer.Option(4, help="How many generated scenes to ask about."),
-    seed: int = typer.Option(0, help="Seed for the scenes and the sampler."),
-    out: str = typer.Option("runs/demo", help="Directory for the demo's images and answers."),
-) -> None:
-    """Load a model and answer questions about freshly generated scenes."""
-    from vlmrl.demo import run_demo
+def _demo_help() -> str:
+    from vlmrl.demo import method_availability
 
-    run_demo(model=model, questions=questions, seed=seed, out=out)
+    methods = "; ".join(f"{name}: {state}" for name, state in method_availability().items())
+    return (
+        "Data -> evaluate -> train with a method -> evaluate again -> HTML report, on the tiny default "
+        f"in a few minutes. Methods: {methods}."
+    )
+
+
+def _register_demo() -> None:
+    from vlmrl.config import command
+    from vlmrl.demo import DemoConfig
+
+    @command(app, DemoConfig, name="demo", help=_demo_help())
+    def demo(config: DemoConfig) -> None:
+        from vlmrl.demo import run_demo
+
+        try:
+            run_demo(config)
+        except ValueError as error:  # bad options or an unavailable method: a usage error
+            typer.secho(str(error), fg="red", err=True)
+            raise typer.Exit(code=2) from error
+
+
+_register_demo()
 
 
 def main() -> None:

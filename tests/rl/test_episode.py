@@ -95,3 +95,13 @@ def test_offline_source_cycles_and_resumes():
     assert [e.reward for e in again.collect(None, 3, rng)] == [3, 4, 0]
     second[0].reward = 99.0
     assert episodes[3].reward == 3.0  # collected episodes are copies
+
+
+def test_saved_advantages_are_stored_beside_each_record_and_ignored_on_load(tmp_path):
+    episodes = [_episode("red", 1.0), _episode("blue", 0.0)]
+    path = save_episodes(episodes, tmp_path / "step-1.jsonl", advantages=[0.5, [0.25, -0.25]])
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["advantage"] for r in records] == [0.5, [0.25, -0.25]]
+    assert [e.reward for e in load_episodes(path)] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="1 advantages for 2 episodes"):
+        save_episodes(episodes, tmp_path / "bad.jsonl", advantages=[0.5])

@@ -99,3 +99,27 @@ def test_scene_sizes_are_checked():
         load_prompts(RLVRConfig(min_objects=1, max_objects=1))
     with pytest.raises(ValueError, match="min_objects <= max_objects"):
         load_prompts(RLVRConfig(min_objects=4, max_objects=3))
+
+
+def test_eval_size_zero_skips_the_measurement_and_callbacks_see_every_step(tmp_path):
+    out = tmp_path / "run"
+    seen = []
+    config = RLVRConfig(
+        out=str(out),
+        steps=2,
+        episodes_per_step=8,
+        group_size=4,
+        max_new_tokens=6,
+        eval_size=0,
+        threads=1,
+        save_samples_every=1,
+        checkpoint_every=0,
+    )
+    results = run_rlvr(
+        config, callbacks=[lambda trainer, metrics: seen.append((trainer.step, metrics["reward_mean"]))]
+    )
+    assert results["before"] is None and results["after"] is None and results["gain"] is None
+    assert [step for step, _ in seen] == [1, 2]
+    # The trainer stores each saved episode's advantage for the report.
+    records = [json.loads(line) for line in (out / "samples" / "step-1.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(isinstance(r["advantage"], float) for r in records)

@@ -34,6 +34,11 @@ def rlvr(config: RLVRConfig) -> None:
     from vlmrl.rl.rlvr import run_rlvr
 
     results = run_rlvr(config)
+    if results["before"] is None or results["after"] is None:
+        Console().print(
+            f"trained {results['steps']} steps (no held-out measurement: --eval-size 0); run in {config.out}"
+        )
+        return
     Console().print(
         f"held-out accuracy {results['before']['accuracy']:.3f} -> {results['after']['accuracy']:.3f} "
         f"(format {results['before']['format_rate']:.2f} -> {results['after']['format_rate']:.2f}); "

@@ -166,19 +166,31 @@ def episode_to_record(episode: Episode, images_directory: Path, relative_to: Pat
     }
 
 
-def save_episodes(episodes: Iterable[Episode], path: str | Path, images_folder: str | None = None) -> Path:
+def save_episodes(
+    episodes: Iterable[Episode],
+    path: str | Path,
+    images_folder: str | None = None,
+    advantages: Sequence[Any] | None = None,
+) -> Path:
     """Write episodes as JSONL at `path`, images as PNG files in `<stem>_images/` beside it.
 
     Images are written first and the JSONL last, each atomically, so a killed writer never
     leaves a JSONL that points at missing images. Image paths are stored relative to the
-    JSONL's folder, so the pair can be moved together.
+    JSONL's folder, so the pair can be moved together. `advantages` (one per episode: a
+    number, or a list with one per turn) are stored under the record's `advantage` key for
+    the report; loading ignores them (advantages are recomputed from rewards when training).
     """
     path = Path(path)
     folder = path.parent / (images_folder or f"{path.stem}_images")
+    episodes = list(episodes)
+    if advantages is not None and len(advantages) != len(episodes):
+        raise ValueError(f"{len(advantages)} advantages for {len(episodes)} episodes (expected one each)")
     written: set[str] = set()
     lines = []
-    for episode in episodes:
+    for index, episode in enumerate(episodes):
         record = episode_to_record(episode, folder, path.parent, written)
+        if advantages is not None:
+            record["advantage"] = advantages[index]
         lines.append(json.dumps(record, default=json_default))
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 

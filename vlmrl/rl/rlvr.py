@@ -8,6 +8,7 @@ trained model. It is also the RLVR phase Vision-Zero alternates with (it reuses
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ class RLVRConfig(TrainerConfig):
     )
     out: str = option("runs/rlvr", help="Run directory (metrics, checkpoints, results.json, model/).")
     train_size: int = option(4096, help="Training prompts (shapes-qa: scenes generated; directory: first N).")
-    eval_size: int = option(200, help="Held-out prompts for accuracy before and after.")
+    eval_size: int = option(
+        200, help="Held-out prompts for accuracy before and after (0: skip, e.g. when the harness evaluates)."
+    )
     eval_samples: int = option(
         4,
         help="Temperature-1 samples per held-out prompt for the sampled (expected-reward) accuracy; 0: greedy only.",
@@ -104,7 +107,8 @@ def load_prompts(config: RLVRConfig) -> tuple[Any, int, list]:
     return (lambda i: question_prompt(dataset[i], f"{directory}[{i}]")), train_size, held_out
 
 
-def run_rlvr(config: RLVRConfig) -> dict[str, Any]:
+def run_rlvr(config: RLVRConfig, callbacks: Sequence[Callable[..., None]] = ()) -> dict[str, Any]:
+    """Train; `callbacks(trainer, metrics)` run after every step (e.g. to refresh a report)."""
     import torch
 
     from vlmrl.model import VLM, LoraSettings, SamplingParams
@@ -133,7 +137,7 @@ def run_rlvr(config: RLVRConfig) -> dict[str, Any]:
         from vlmrl.runs import read_json
 
         before = read_json(results_path).get("before")
-    if before is None:
+    if before is None and held_out:
         before = answer_accuracy(
             policy, held_out, config.max_new_tokens, samples=config.eval_samples, seed=config.seed
         )
@@ -148,17 +152,23 @@ def run_rlvr(config: RLVRConfig) -> dict[str, Any]:
             RewardFunction("accuracy", accuracy_reward, 1.0, per_episode=True),
             RewardFunction("format", format_reward, config.format_weight, per_episode=True),
         ],
+        callbacks=callbacks,
     )
     history = trainer.fit()
-    after = answer_accuracy(
-        policy, held_out, config.max_new_tokens, samples=config.eval_samples, seed=config.seed
+    after = (
+        answer_accuracy(
+            policy, held_out, config.max_new_tokens, samples=config.eval_samples, seed=config.seed
+        )
+        if held_out
+        else None
     )
+    measured = before is not None and after is not None
     results = {
         "before": before,
         "after": after,
-        "gain": after["accuracy"] - before["accuracy"],
+        "gain": after["accuracy"] - before["accuracy"] if measured else None,
         "sampled_gain": None
-        if after.get("sampled_accuracy") is None or before.get("sampled_accuracy") is None
+        if not measured or after.get("sampled_accuracy") is None or before.get("sampled_accuracy") is None
         else after["sampled_accuracy"] - before["sampled_accuracy"],
         "steps": trainer.step,
         "final_reward_mean": history[-1]["reward_mean"] if history else None,

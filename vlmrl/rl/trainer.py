@@ -250,7 +250,12 @@ class Trainer:
         ):
             from vlmrl.rl.episode import save_episodes
 
-            save_episodes(episodes, self.directory / "samples" / f"step-{self.step + 1}.jsonl", "images")
+            save_episodes(
+                episodes,
+                self.directory / "samples" / f"step-{self.step + 1}.jsonl",
+                "images",
+                advantages=advantages.tolist(),
+            )
         sampled_tokens = distributed.sum_across_processes(
             torch.tensor(float(sum(e.action_token_count for e in episodes)))
         ).item()

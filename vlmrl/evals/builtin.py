@@ -113,15 +113,17 @@ RECOGNITION_ATTRIBUTES = ("shape", "color", "material")
 
 
 def options_first_prompt(question: str, options: list[str]) -> str:
-    """'Options: A. red, B. blue, C. gray, D. cyan. What color is the object?'
+    """'Answer with the option's letter. Options: A. red, B. blue, C. gray, D. cyan. What color
+    is the object?'
 
     The options come before the question: the tiny default, pretrained on plain questions,
-    answers the question it reads last; with the options after it, it answers "no".
+    answers the question it reads last (with the letter or the option's text, both count); with
+    the options after the question it answers "no".
     """
     from vlmrl.evals.metrics import option_letters
 
     listed = ", ".join(f"{letter}. {option}" for letter, option in zip(option_letters(len(options)), options))
-    return f"Options: {listed}. {question}"
+    return f"Answer with the option's letter. Options: {listed}. {question}"
 
 
 def choice_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:

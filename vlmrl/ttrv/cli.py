@@ -8,6 +8,7 @@ eval:  greedy accuracy and self-consistency at N_vote of any model on a task, no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
@@ -34,7 +35,7 @@ class TTRVEvalConfig:
     threads: int = option(0, help="torch threads (0: torch's default).")
 
 
-@command(app, TTRVConfig, name="adapt")
+@command(app, TTRVConfig, name="adapt", configs_directory=Path(__file__).parent / "configs")
 def adapt(config: TTRVConfig) -> None:
     """Adapt a model on a task's unlabeled items with TTRV; accuracy on the full set before and after."""
     from rich.console import Console

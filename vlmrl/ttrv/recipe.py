@@ -68,7 +68,10 @@ class TTRVConfig(TrainerConfig):
     episodes_per_step: int = option(64, help="Trained episodes per step: items per step x N_train.")
     micro_batch_size: int = option(32, help="Episodes per forward/backward pass.")
     learning_rate: float = option(3e-4, help="Peak AdamW learning rate (reference 5e-7 on 2-8B models).")
-    warmup_steps: int = option(0, help="Linear warmup steps (reference: 3% of steps).")
+    warmup_steps: int = option(0, help="Linear warmup steps (see warmup_ratio).")
+    warmup_ratio: float = option(
+        0.0, help="Warmup as a fraction of the steps, when above 0 (reference 0.03)."
+    )
     min_learning_rate_ratio: float = option(0.0, help="Cosine decay ends at this fraction of the peak.")
     beta: float = option(0.001, help="KL(policy || start) coefficient, k3 estimator (reference 0.001).")
     max_length: int = option(16, help="The constant of token_sum_norm (set it to max_new_tokens).")
@@ -199,6 +202,8 @@ def adapt(config: TTRVConfig, policy: Any, task: Any, docs: list[dict[str, Any]]
     items_per_step = config.episodes_per_step // config.samples
     if config.steps == 0:
         config.steps = max(1, math.ceil(config.epochs * len(docs) / items_per_step))
+    if config.warmup_ratio > 0:
+        config.warmup_steps = int(config.warmup_ratio * config.steps)
     sampling = SamplingParams(
         max_new_tokens=config.max_new_tokens or task.max_new_tokens, temperature=config.temperature
     )

@@ -12,6 +12,7 @@ from vlmrl.evals import evaluate
 from vlmrl.evals.lmms_export import export_tasks, run_lmms
 from vlmrl.evals.runner import read_predictions
 from vlmrl.evals.tasks import TaskError
+from vlmrl.model.formats import extract_final_answer
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -142,10 +143,11 @@ def test_loglikelihood_and_multi_round(varied_checkpoint):
         {"task": "t", "doc_id": 0, "repeats": 1},
     )
     (rounds,) = adapter.generate_until_multi_round([multi])
-    assert (
-        len(rounds) == 2
-        and rounds[0] == vlm.generate([prompt], SamplingParams(max_new_tokens=4, temperature=0))[0].text
-    )
+    text = vlm.generate([prompt], SamplingParams(max_new_tokens=4, temperature=0))[0].text
+    # Each round's text goes through the response option (default: the final answer).
+    assert len(rounds) == 2 and rounds[0] == extract_final_answer(text).text
+    adapter.response = "raw"
+    assert adapter.generate_until_multi_round([multi])[0][0] == text
 
 
 def test_interactive_and_unserialisable_tasks_do_not_export(tmp_path):

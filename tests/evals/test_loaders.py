@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from vlmrl.evals.loaders import DataError, hf_task, jsonl_task, qa_score
-from vlmrl.evals.tasks import get_task
+from vlmrl.evals.tasks import TaskError, get_task
 
 
 def _write_dataset(tmp_path, rows, images=("a.png", "b.png")):
@@ -115,3 +115,41 @@ def test_qa_score_numeric_tolerance():
     doc = {"question": "q", "answer": "100"}
     assert qa_score(doc, "<answer>104</answer>", relative_tolerance=0.05)["accuracy"] == 1.0
     assert qa_score(doc, "<answer>104</answer>")["accuracy"] == 0.0
+
+
+def test_user_task_response_modes_and_prompts(tmp_path):
+    path = _write_dataset(
+        tmp_path,
+        [
+            {"id": "q1", "image": "images/a.png", "question": "Is it red?", "answer": "yes"},
+            {"id": "q2", "question": "Which?", "answer": "B", "options": ["cat", "dog"]},
+        ],
+    )
+    reasoned = "<think>it is red</think><answer>Yes</answer>"
+    answer_task = get_task(f"jsonl:{path}", post_prompt="\nOne word.", pre_prompt="Q: ")
+    docs = answer_task.load_docs().items
+    assert answer_task.to_messages(docs[0])[0]["content"][-1]["text"] == "Q: Is it red?\nOne word."
+    assert answer_task.to_messages(docs[1])[0]["content"][-1]["text"].endswith("letter.\nOne word.")
+    assert answer_task.score(docs[0], reasoned) == {"accuracy": 1.0, "format": 1.0}
+    assert answer_task.score(docs[0], "so \\boxed{yes}") == {"accuracy": 1.0, "format": 0.0}
+    assert answer_task.score(docs[1], "\\boxed{B}")["accuracy"] == 1.0
+    raw_task = jsonl_task(path, response="raw")
+    assert raw_task.score(docs[0], reasoned) == {"accuracy": 0.0, "format": 1.0}
+    assert raw_task.score(docs[0], " Yes ") == {"accuracy": 1.0, "format": 0.0}
+    assert raw_task.settings["response"] == "raw" and answer_task.settings["post_prompt"] == "\nOne word."
+    with pytest.raises(TaskError, match="response must be one of"):
+        jsonl_task(path, response="final")
+
+
+def test_eval_run_cli_refuses_an_unknown_response_mode(tmp_path):
+    from typer.testing import CliRunner
+
+    from vlmrl.cli import app
+
+    path = _write_dataset(
+        tmp_path, [{"id": "q1", "image": "images/a.png", "question": "Red?", "answer": "no"}]
+    )
+    result = CliRunner().invoke(
+        app, ["eval", "run", "--tasks", f"jsonl:{path}", "--response", "final", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "response must be one of" in result.output

@@ -29,6 +29,20 @@ class EvalRunConfig:
     resamples: int = option(1000, help="Bootstrap resamples for the 95% intervals.")
     device: str = option("auto", help="Device: auto, cpu, cuda, cuda:1, ...")
     dtype: str = option("auto", help="Weights dtype: auto, float32, bfloat16, float16.")
+    response: str = option(
+        "answer",
+        help="User tasks (jsonl:/hf:): 'answer' scores the final answer (last <answer>, else last "
+        "\\boxed{}, else the text); 'raw' scores the whole output.",
+    )
+    pre_prompt: str = option(
+        "", help="User tasks: text put before each question (as lmms-eval's pre_prompt)."
+    )
+    post_prompt: str = option(
+        "", help="User tasks: text put after each question (as lmms-eval's post_prompt, e.g. a format hint)."
+    )
+
+
+USER_TASK_PREFIXES = ("jsonl:", "hf:")
 
 
 def _fail(error: Exception) -> None:
@@ -40,11 +54,21 @@ def _fail(error: Exception) -> None:
 def run(config: EvalRunConfig) -> None:
     """Evaluate a model on tasks and print the results table."""
     from vlmrl.evals.runner import EvalError, evaluate
-    from vlmrl.evals.tasks import TaskError, get_tasks
+    from vlmrl.evals.tasks import TaskError, get_task
     from vlmrl.model import SamplingParams
 
+    user_options = {
+        "response": config.response,
+        "pre_prompt": config.pre_prompt,
+        "post_prompt": config.post_prompt,
+    }
     try:
-        tasks = get_tasks(config.tasks)
+        tasks = [
+            get_task(spec, **user_options) if spec.startswith(USER_TASK_PREFIXES) else get_task(spec)
+            for spec in [s.strip() for s in config.tasks.split(",") if s.strip()]
+        ]
+        if not tasks:
+            raise TaskError("no tasks given")
     except TaskError as error:
         _fail(error)
     from vlmrl.model import VLM, ModelLoadError
@@ -137,18 +161,28 @@ def lmms(
     batch_size: int = typer.Option(1, help="Requests per generate call."),
     out: str = typer.Option("runs/lmms", help="Folder for exported tasks and lmms_results.json."),
     device: str = typer.Option("auto", help="Device for the model."),
+    response: str = typer.Option(
+        "answer",
+        help="What tasks score: 'answer' (last <answer>, else last \\boxed{}, else the text) or "
+        "'raw' (the whole response); for stock lmms-eval tasks and exported jsonl:/hf: tasks.",
+    ),
 ) -> None:
     """Run lmms-eval with the `vlmrl` model class (offline; our tasks are exported first)."""
     from pathlib import Path
 
+    from vlmrl.evals.lmms_adapter import RESPONSE_MODES
     from vlmrl.evals.lmms_export import export_task, run_lmms
     from vlmrl.evals.tasks import TaskError, task_names
 
+    if response not in RESPONSE_MODES:
+        _fail(ValueError(f"--response {response!r}: expected one of {list(RESPONSE_MODES)}"))
     ours = set(task_names())
     names, exported = [], Path(out) / "lmms_tasks"
     try:
         for spec in [s.strip() for s in tasks.split(",") if s.strip()]:
-            if spec in ours or spec.startswith(("jsonl:", "hf:")):
+            if spec.startswith(USER_TASK_PREFIXES):
+                names.append(export_task(spec, exported, limit, options={"response": response}).stem)
+            elif spec in ours:
                 names.append(export_task(spec, exported, limit).stem)
             else:
                 names.append(spec)
@@ -165,9 +199,15 @@ def lmms(
         batch_size=batch_size,
         output_path=out,
         device=device,
+        response=response,
     )
     typer.echo("| task | metric | value |\n|---|---|---:|")
     for task, metrics in results["results"].items():
         for key, value in metrics.items():
-            if isinstance(value, (int, float)) and "stderr" not in key:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and "stderr" not in key:
                 typer.echo(f"| {task} | {key.split(',')[0]} | {value:.4f} |")
+    written = results["written"]
+    typer.echo(f"lmms-eval results: {written['results']}")
+    for task, path in written["samples"].items():
+        typer.echo(f"lmms-eval samples ({task}): {path}")
+    typer.echo(f"summary: {written['summary']}")

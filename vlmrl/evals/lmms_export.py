@@ -34,8 +34,13 @@ def lmms_task_name(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _task(spec: str) -> Task:
-    return get_task(spec)
+def _task(spec: str, options: str = "{}") -> Task:
+    return get_task(spec, **json.loads(options))
+
+
+def _row_task(row: dict[str, Any]) -> Task:
+    # Rows exported before task options existed have no options column.
+    return _task(row["vlmrl_task"], row.get("vlmrl_options") or "{}")
 
 
 def _our_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +63,7 @@ def doc_to_visual(row: dict[str, Any]) -> list[Any]:
 
 def doc_to_text(row: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] | None = None) -> str:
     """The text part of our own prompt for the doc (images are passed separately)."""
-    messages = _task(row["vlmrl_task"]).to_messages(_our_doc(row))
+    messages = _row_task(row).to_messages(_our_doc(row))
     content = messages[-1]["content"]
     if isinstance(content, str):
         return content
@@ -66,7 +71,7 @@ def doc_to_text(row: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] |
 
 
 def process_results(row: dict[str, Any], results: list[str]) -> dict[str, float]:
-    score = _task(row["vlmrl_task"]).score(_our_doc(row), results[0] if results else "")
+    score = _row_task(row).score(_our_doc(row), results[0] if results else "")
     return {key: float(value) for key, value in score.items() if isinstance(value, (int, float))}
 
 
@@ -83,11 +88,16 @@ def _check_exportable(task: Task, doc: dict[str, Any]) -> None:
             raise TaskError(f"task '{task.name}': images must precede the text to export to lmms-eval")
 
 
-def export_task(spec: str, out_dir: str | Path, limit: int | None = None) -> Path:
-    """Write one task as an lmms-eval task folder; returns the YAML path."""
+def export_task(
+    spec: str, out_dir: str | Path, limit: int | None = None, options: dict[str, Any] | None = None
+) -> Path:
+    """Write one task as an lmms-eval task folder; returns the YAML path. `options` (JSON data)
+    go to `get_task(spec, **options)` here and wherever lmms-eval rebuilds the task, e.g.
+    {"response": "raw"} for a jsonl:/hf: task."""
     import datasets
 
-    task = get_task(spec)
+    options_text = json.dumps(options or {}, sort_keys=True)
+    task = get_task(spec, **(options or {}))
     docs = task.load_docs(limit).items
     if not docs:
         raise TaskError(f"task '{task.name}' has no documents to export")
@@ -110,6 +120,7 @@ def export_task(spec: str, out_dir: str | Path, limit: int | None = None) -> Pat
             "question_type": datasets.Value("string"),
             "extra": datasets.Value("string"),
             "vlmrl_task": datasets.Value("string"),
+            "vlmrl_options": datasets.Value("string"),
         }
     )
     columns = {
@@ -120,6 +131,7 @@ def export_task(spec: str, out_dir: str | Path, limit: int | None = None) -> Pat
         "question_type": [str(doc.get("question_type", "")) for doc in docs],
         "extra": extras,
         "vlmrl_task": [spec] * len(docs),
+        "vlmrl_options": [options_text] * len(docs),
     }
     name = lmms_task_name(task.name)
     folder = Path(out_dir).resolve() / name
@@ -177,29 +189,39 @@ def run_lmms(
     output_path: str | Path | None = None,
     device: str = "auto",
     model_args: str = "",
+    response: str | None = None,
 ) -> dict[str, Any]:
     """lmms-eval's `simple_evaluate` with our model class; returns its results (with samples).
 
     `model` is a spec for `pretrained=` ('tiny', a checkpoint directory), or an already built
-    lmms-eval model instance (any class), which is then used as is.
+    lmms-eval model instance (any class), which is then used as is. `response` ('answer' or
+    'raw', see `vlmrl.evals.lmms_adapter`) goes into the model args; None keeps the adapter's
+    default. With `output_path`, lmms-eval's own files are written there as its CLI writes them
+    (`MODEL/DATE_results.json`, `MODEL/DATE_samples_TASK.jsonl`), plus `lmms_results.json`;
+    `results["written"]` then names them.
     """
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.tasks import TaskManager
+    from lmms_eval.utils import get_datetime_str
 
     from vlmrl.evals.lmms_adapter import MODEL_ID, register
 
     register()
-    arguments = f"pretrained={model},device={device}" + (f",{model_args}" if model_args else "")
+    extra = [part for part in (model_args, f"response={response}" if response else "") if part]
+    arguments = ",".join([f"pretrained={model},device={device}", *extra])
     if not isinstance(model, str):
         arguments = ""
     if isinstance(include_path, (str, Path)):
         include_path = [include_path]
     paths = [str(Path(p).resolve()) for p in include_path] if include_path else None
     manager = TaskManager("WARNING", include_path=paths, model_name=MODEL_ID)
+    tracker = EvaluationTracker(output_path=str(output_path)) if output_path is not None else None
+    stamp = get_datetime_str(timezone="UTC")
     results = simple_evaluate(
         model=MODEL_ID if isinstance(model, str) else model,
         model_args=arguments,
@@ -210,12 +232,51 @@ def run_lmms(
         log_samples=True,
         bootstrap_iters=0,
         verbosity="WARNING",
+        evaluation_tracker=tracker,
+        datetime_str=stamp,
     )
     if results is None:
         raise RuntimeError("lmms-eval returned no results (is this process rank 0?)")
     if output_path is not None:
-        from vlmrl.runs import atomic_write_json
-
-        summary = {key: results[key] for key in ("results", "configs", "versions") if key in results}
-        atomic_write_json(Path(output_path) / "lmms_results.json", summary)
+        results["written"] = _write_lmms_files(results, tracker, Path(output_path), stamp)
     return results
+
+
+def _as_text(value: Any) -> Any:
+    from vlmrl.runs import json_default
+
+    try:
+        return json_default(value)
+    except TypeError:
+        return getattr(value, "__qualname__", None) or str(value)
+
+
+def _write_lmms_files(results: dict[str, Any], tracker: Any, output_path: Path, stamp: str) -> dict[str, Any]:
+    """lmms-eval's result and sample files (through its own tracker), and our summary."""
+    from vlmrl.runs import atomic_write_json
+
+    summary = {key: results[key] for key in ("results", "configs", "versions") if key in results}
+    # Stock task configs hold Python functions (`!function` aggregations): stored by name.
+    atomic_write_json(output_path / "lmms_results.json", json.loads(json.dumps(summary, default=_as_text)))
+    samples = results.get("samples") or {}
+    aggregated = {key: value for key, value in results.items() if key != "samples"}
+    # The tracker rewrites the sample dicts it saves (drops the doc, flattens responses): give it
+    # shallow copies so the caller's results keep every field.
+    copies = {task: [dict(sample) for sample in rows] for task, rows in samples.items()}
+    tracker.save_results_aggregated(results=aggregated, samples=copies, datetime_str=stamp)
+    for task, rows in copies.items():
+        tracker.save_results_samples(task_name=task, samples=rows)
+    folder = output_path / tracker.general_config_tracker.model_name_sanitized
+    date_id = stamp.replace(":", "-")
+    written = {
+        "summary": str(output_path / "lmms_results.json"),
+        "results": str(folder / f"{date_id}_results.json"),
+        "samples": {task: str(folder / f"{date_id}_samples_{task}.jsonl") for task in samples},
+    }
+    # The tracker logs and swallows its own write errors; say so here instead of failing later.
+    missing = [
+        path for path in [written["results"], *written["samples"].values()] if not Path(path).is_file()
+    ]
+    if missing:
+        raise RuntimeError(f"lmms-eval did not write {missing} (see its log above)")
+    return written

@@ -7,6 +7,14 @@ Row format (JSONL line or dataset row):
 Image paths are relative to the JSONL file. "id" defaults to the line/row number; "image" may
 be absent (text-only). With options, "answer" is a letter or the text of one option.
 
+Options of both loaders (also `vlmrl eval run --response/--pre-prompt/--post-prompt`):
+- `response="answer"` (default) scores the final answer of the output: the last `<answer>`
+  block, else the last `\\boxed{}`, else the whole text (`vlmrl.model.formats.
+  extract_final_answer`), so checkpoints that reason in the suite's formats are scored on their
+  answer against plain references; `response="raw"` scores the whole output text as it is.
+- `pre_prompt` / `post_prompt`: text put before / after the question (after the options of a
+  multiple-choice row), as lmms-eval tasks do, so both harnesses send the same prompt.
+
 A malformed row or a missing image file stops loading with an error naming the file, the line
 and what was expected; a corrupt image (present but undecodable) skips its row, reported with a
 count, so one bad file does not sink a thousand-question benchmark.
@@ -23,7 +31,9 @@ from PIL import Image
 
 from vlmrl.evals.metrics import choice_match, exact_match, numeric_match, option_letters, parse_option_letter
 from vlmrl.evals.tasks import Docs, Task, TaskError
-from vlmrl.model.formats import FormatFailure, parse_answer, parse_number
+from vlmrl.model.formats import FormatFailure, extract_final_answer, parse_answer, parse_number
+
+RESPONSE_MODES = ("answer", "raw")
 
 
 class DataError(TaskError):
@@ -60,12 +70,22 @@ def open_image(value: Any, where: str, base: Path | None = None) -> Image.Image:
         raise CorruptImage(str(error)) from error
 
 
-def extract_answer(text: str) -> tuple[str, bool]:
-    """(answer, formatted): the <answer> block when there is one, else the stripped text."""
-    parsed = parse_answer(text)
-    if isinstance(parsed, FormatFailure):
-        return (text.strip() if isinstance(text, str) else ""), False
-    return parsed, True
+def extract_answer(text: str, response: str = "answer") -> tuple[str, bool]:
+    """(answer, formatted): the final answer (`extract_final_answer`: the <answer> block, else a
+    \\boxed{}, else the text), stripped, or with `response="raw"` the whole stripped text;
+    `formatted` says whether the output has a well-formed <answer> block, in either mode."""
+    formatted = not isinstance(parse_answer(text), FormatFailure)
+    if not isinstance(text, str):
+        return "", False
+    if response == "raw":
+        return text.strip(), formatted
+    return extract_final_answer(text).text.strip(), formatted
+
+
+def check_response_mode(response: Any, where: str = "response") -> str:
+    if response not in RESPONSE_MODES:
+        raise TaskError(f"{where} must be one of {list(RESPONSE_MODES)}, got {response!r}")
+    return response
 
 
 def multiple_choice_prompt(question: str, options: list[str]) -> str:
@@ -152,18 +172,22 @@ def read_jsonl_rows(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def qa_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def qa_messages(doc: dict[str, Any], pre_prompt: str = "", post_prompt: str = "") -> list[dict[str, Any]]:
     text = doc["question"]
     if doc.get("options"):
         text = multiple_choice_prompt(text, doc["options"])
+    text = f"{pre_prompt}{text}{post_prompt}"
     content = [{"type": "image", "image": image} for image in doc.get("images", [])]
     content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
 
 
-def qa_score(doc: dict[str, Any], output: str, relative_tolerance: float = 0.0) -> dict[str, Any]:
-    """accuracy by option letter (with options), by number (numeric answers) or by exact match."""
-    answer, formatted = extract_answer(output)
+def qa_score(
+    doc: dict[str, Any], output: str, relative_tolerance: float = 0.0, response: str = "answer"
+) -> dict[str, Any]:
+    """accuracy by option letter (with options), by number (numeric answers) or by exact match,
+    of the output's final answer (`response="answer"`) or of its whole text (`"raw"`)."""
+    answer, formatted = extract_answer(output, response)
     if doc.get("options"):
         correct = choice_match(answer, doc["answer_letter"], doc["options"])
     elif not isinstance(parse_number(doc["answer"]), FormatFailure):
@@ -182,26 +206,61 @@ def qa_aggregate(scores: list[dict[str, Any]]) -> dict[str, float]:
     return mean_metrics(scores, group_key="question_type", grouped=("accuracy",))
 
 
-def jsonl_task(path: str | Path, name: str | None = None, relative_tolerance: float = 0.0) -> Task:
+def _user_task_parts(
+    relative_tolerance: float, response: str, pre_prompt: str, post_prompt: str
+) -> dict[str, Any]:
+    """The prompt, scoring and settings shared by the JSONL and HF loaders."""
+    check_response_mode(response)
+    for label, value in (("pre_prompt", pre_prompt), ("post_prompt", post_prompt)):
+        if not isinstance(value, str):
+            raise TaskError(f"{label} must be text, got {type(value).__name__}")
+    return {
+        "to_messages": lambda doc: qa_messages(doc, pre_prompt, post_prompt),
+        "score": lambda doc, output: qa_score(doc, output, relative_tolerance, response),
+        "aggregate": qa_aggregate,
+        "settings": {
+            "relative_tolerance": relative_tolerance,
+            "response": response,
+            "pre_prompt": pre_prompt,
+            "post_prompt": post_prompt,
+        },
+    }
+
+
+def jsonl_task(
+    path: str | Path,
+    name: str | None = None,
+    relative_tolerance: float = 0.0,
+    response: str = "answer",
+    pre_prompt: str = "",
+    post_prompt: str = "",
+) -> Task:
     """A question-answering task over a JSONL file with image paths relative to it."""
     path = Path(path)
+    parts = _user_task_parts(relative_tolerance, response, pre_prompt, post_prompt)
     rows = read_jsonl_rows(path)  # validated eagerly: a bad file fails before any model runs
+    parts["settings"] = {"source": str(path.resolve()), **parts["settings"]}
     return Task(
         name=name or path.stem,
         docs=lambda limit: _build_docs(rows, path.parent, limit),
-        to_messages=qa_messages,
-        score=lambda doc, output: qa_score(doc, output, relative_tolerance),
-        aggregate=qa_aggregate,
+        **parts,
         description=f"questions from {path}",
-        settings={"source": str(path.resolve()), "relative_tolerance": relative_tolerance},
     )
 
 
 def hf_task(
-    path: str | Path, split: str | None = None, name: str | None = None, relative_tolerance: float = 0.0
+    path: str | Path,
+    split: str | None = None,
+    name: str | None = None,
+    relative_tolerance: float = 0.0,
+    response: str = "answer",
+    pre_prompt: str = "",
+    post_prompt: str = "",
 ) -> Task:
     """A question-answering task over an HF dataset saved with `save_to_disk` (or a recipe's output)."""
     path = Path(path)
+    parts = _user_task_parts(relative_tolerance, response, pre_prompt, post_prompt)
+    parts["settings"] = {"source": str(path.resolve()), "split": split, **parts["settings"]}
     if not path.is_dir():
         raise DataError(f"{path} is not a directory (expected an HF dataset saved with save_to_disk)")
 
@@ -230,12 +289,4 @@ def hf_task(
 
         return _build_docs(rows(), path, limit)
 
-    return Task(
-        name=name or path.name,
-        docs=load,
-        to_messages=qa_messages,
-        score=lambda doc, output: qa_score(doc, output, relative_tolerance),
-        aggregate=qa_aggregate,
-        description=f"questions from the dataset {path}",
-        settings={"source": str(path.resolve()), "split": split, "relative_tolerance": relative_tolerance},
-    )
+    return Task(name=name or path.name, docs=load, description=f"questions from the dataset {path}", **parts)

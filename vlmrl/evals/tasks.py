@@ -134,19 +134,22 @@ def task_descriptions() -> dict[str, str]:
 
 
 def get_task(spec: str | Task, **options: Any) -> Task:
-    """A Task from a registered name, 'jsonl:PATH' or 'hf:PATH[@SPLIT]' (user data), or a Task."""
+    """A Task from a registered name, 'jsonl:PATH' or 'hf:PATH[@SPLIT]' (user data), or a Task.
+
+    `options` go to the registered task's factory, or for user data to `jsonl_task` / `hf_task`
+    (response, pre_prompt, post_prompt, relative_tolerance, name)."""
     if isinstance(spec, Task):
         return spec
     _ensure_builtins()
     if spec.startswith("jsonl:"):
         from vlmrl.evals.loaders import jsonl_task
 
-        return jsonl_task(spec.removeprefix("jsonl:"))
+        return jsonl_task(spec.removeprefix("jsonl:"), **options)
     if spec.startswith("hf:"):
         from vlmrl.evals.loaders import hf_task
 
         path, _, split = spec.removeprefix("hf:").partition("@")
-        return hf_task(path, split=split or None)
+        return hf_task(path, split=split or None, **options)
     if spec not in _REGISTRY:
         raise TaskError(
             f"unknown task '{spec}'; registered tasks are {sorted(_REGISTRY)} "

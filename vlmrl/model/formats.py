@@ -8,6 +8,10 @@ Formats (the tiny default is pretrained on exactly these):
 - answer:    optional `<think>...</think>` then `<answer>VALUE</answer>`
 - tool call: `<tool_call>{"name": "zoom", "arguments": {...}}</tool_call>`
 - vote:      an answer whose value names a player, e.g. `<answer>3</answer>`
+- boxed:     `\\boxed{VALUE}`, the final-answer convention of math-style reasoning models
+
+`extract_final_answer` turns any of these into the plain answer a stock benchmark parser expects
+(lmms-eval tasks, user datasets whose references are plain answers).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _TOOL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _INTEGER = re.compile(r"[-+]?\d+")
+_BOXED = re.compile(r"\\boxed\s*\{")
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,25 @@ def format_answer(value: str, thought: str | None = None) -> str:
     return f"{prefix}{ANSWER_OPEN}{value}{ANSWER_CLOSE}"
 
 
+def _answer_blocks(text: str) -> list[str]:
+    """What `re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)` returns, in linear time (the
+    regex rescans to the end from every unclosed `<answer>`: quadratic on hostile output)."""
+    blocks = []
+    position = 0
+    while (start := text.find(ANSWER_OPEN, position)) != -1:
+        end = text.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
+        if end == -1:
+            break
+        blocks.append(text[start + len(ANSWER_OPEN) : end])
+        position = end + len(ANSWER_CLOSE)
+    return blocks
+
+
 def parse_answer(text: Any) -> str | FormatFailure:
     """The stripped content of the last `<answer>` block, or why there is none."""
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
-    matches = _ANSWER.findall(text)
+    matches = _answer_blocks(text)
     if not matches:
         if ANSWER_OPEN in text:
             return FormatFailure("unclosed <answer> tag")
@@ -62,6 +80,62 @@ def parse_answer(text: Any) -> str | FormatFailure:
     if ANSWER_OPEN in value:
         return FormatFailure("nested <answer> tag")
     return value
+
+
+def parse_boxed(text: Any) -> str | FormatFailure:
+    """The stripped content of the last closed `\\boxed{...}`, braces inside it balanced, or why
+    there is none. "Last" is by opening position, so `\\boxed{\\boxed{x}}` gives `x`."""
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    boxed_starts = {match.end() - 1: match.end() for match in _BOXED.finditer(text)}
+    if not boxed_starts:
+        return FormatFailure("no \\boxed{...}")
+    # One pass with a stack of open braces: linear even on adversarial text such as many
+    # unclosed `\boxed{` in a row. A stray `}` with nothing open is ignored.
+    open_braces: list[int] = []
+    last: tuple[int, int] | None = None  # (content start, content end) of the last-opened closed box
+    for position, character in enumerate(text):
+        if character == "{":
+            open_braces.append(position)
+        elif character == "}" and open_braces:
+            opened = open_braces.pop()
+            if opened in boxed_starts and (last is None or boxed_starts[opened] > last[0]):
+                last = (boxed_starts[opened], position)
+    if last is None:
+        return FormatFailure("unclosed \\boxed{")
+    value = text[last[0] : last[1]].strip()
+    if not value:
+        return FormatFailure("empty \\boxed{}")
+    return value
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    """The answer a benchmark should score, and where it came from."""
+
+    text: str
+    source: str  # "answer" (an <answer> block), "boxed" (a \boxed{}) or "raw" (the whole text)
+
+
+def extract_final_answer(text: Any) -> FinalAnswer:
+    """The final answer of a response, dropping the reasoning around it (never raises).
+
+    The last `<answer>` block (a `\\boxed{}` inside it is unwrapped), else the last closed
+    `\\boxed{}`, else the raw text unchanged, so a plain-text model is scored exactly as before.
+    A malformed block (unclosed, nested or empty `<answer>`, unclosed `\\boxed{`) counts as no
+    block: the raw text goes to the benchmark's own parser, which then usually marks it wrong.
+    Non-text input gives an empty raw answer.
+    """
+    if not isinstance(text, str):
+        return FinalAnswer("", "raw")
+    answer = parse_answer(text)
+    if not isinstance(answer, FormatFailure):
+        inner = parse_boxed(answer)
+        return FinalAnswer(answer if isinstance(inner, FormatFailure) else inner, "answer")
+    boxed = parse_boxed(text)
+    if not isinstance(boxed, FormatFailure):
+        return FinalAnswer(boxed, "boxed")
+    return FinalAnswer(text, "raw")
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:

@@ -1,6 +1,9 @@
 """Built-in tasks on the suite's generated data (deterministic by seed), registered on import.
 
 shapes-qa, charts-qa: single-turn QA with metrics per question type.
+shapes-recognition, charts-choice: recognition as multiple choice A-D (answer a letter, or the
+  option's text), as TTRV frames recognition benchmarks: one object per image (its shape,
+  colour or material), and a multiple-choice view of charts-qa.
 spy-vote: a civilian's view of a 'Who is the spy' round (its image and every player's clue);
   which player is the spy? Built from shapes image pairs.
 visual-probe: interactive visual search with the zoom tool; accuracy by difficulty and by
@@ -92,6 +95,162 @@ def chart_qa_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 224)
         max_new_tokens=16,
         description="questions about generated charts (max, min, difference, trend, value)",
         settings={"n": n, "seed": seed, "resolution": resolution, "tolerance": CHART_RELATIVE_TOLERANCE},
+    )
+
+
+# ----------------------------------------------------------------------------- multiple choice
+
+RECOGNITION_QUESTIONS = {
+    "shape": "What shape is the object?",
+    "color": "What color is the object?",
+    "material": "What material is the object made of?",
+    "size": "What size is the object?",
+}
+# The shapes world has two materials and two sizes; the other choices never occur in it, so
+# every question keeps four options (A-D) as recognition benchmarks do.
+EXTRA_CHOICES = {"material": ("glass", "wood"), "size": ("tiny", "huge")}
+RECOGNITION_ATTRIBUTES = ("shape", "color", "material")
+
+
+def options_first_prompt(question: str, options: list[str]) -> str:
+    """'Answer with the option's letter. Options: A. red, B. blue, C. gray, D. cyan. What color
+    is the object?'
+
+    The options come before the question: the tiny default, pretrained on plain questions,
+    answers the question it reads last (with the letter or the option's text, both count); with
+    the options after the question it answers "no".
+    """
+    from vlmrl.evals.metrics import option_letters
+
+    listed = ", ".join(f"{letter}. {option}" for letter, option in zip(option_letters(len(options)), options))
+    return f"Answer with the option's letter. Options: {listed}. {question}"
+
+
+def choice_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in doc.get("images", [])]
+    content.append({"type": "text", "text": options_first_prompt(doc["question"], doc["options"])})
+    return [{"role": "user", "content": content}]
+
+
+def _shuffled_options(answer: str, distractors: list[str], rng: np.random.Generator) -> tuple[list[str], str]:
+    options = [answer, *distractors]
+    options = [options[int(i)] for i in rng.permutation(len(options))]
+    return options, "ABCD"[options.index(answer)]
+
+
+def recognition_doc(index: int, seed: int, resolution: int, attributes: tuple[str, ...]) -> dict[str, Any]:
+    """Document `index`: one object alone in the scene, one attribute of it as a 4-way choice."""
+    from vlmrl.data_recipes.shapes import (
+        COLORS,
+        MATERIALS,
+        SHAPES,
+        SIZES,
+        record_rng,
+        render_scene,
+        sample_scene,
+    )
+
+    rng = record_rng(seed, index, stream=11)
+    scene = sample_scene(rng, 1, 1)
+    image, _, _ = render_scene(scene, resolution)
+    attribute = attributes[index % len(attributes)]
+    choices = {"shape": SHAPES, "color": COLORS, "material": MATERIALS, "size": SIZES}[attribute]
+    pool = [
+        c for c in (*choices, *EXTRA_CHOICES.get(attribute, ())) if c != scene.objects[0].attribute(attribute)
+    ]
+    distractors = [str(c) for c in rng.choice(pool, size=3, replace=False)]
+    options, letter = _shuffled_options(scene.objects[0].attribute(attribute), distractors, rng)
+    return {
+        "id": f"recognition-{seed}-{index}",
+        "images": [image],
+        "question": RECOGNITION_QUESTIONS[attribute],
+        "options": options,
+        "answer": letter,
+        "answer_letter": letter,
+        "question_type": attribute,
+    }
+
+
+def shapes_recognition_task(
+    n: int = 300,
+    seed: int = DEFAULT_SEED,
+    resolution: int = 168,
+    attributes: tuple[str, ...] = RECOGNITION_ATTRIBUTES,
+) -> Task:
+    unknown = [a for a in attributes if a not in RECOGNITION_QUESTIONS]
+    if unknown or not attributes:
+        raise TaskError(
+            f"shapes-recognition attributes {list(attributes)}: expected some of {list(RECOGNITION_QUESTIONS)}"
+        )
+    attributes = tuple(attributes)
+    return Task(
+        name="shapes-recognition",
+        docs=lambda limit: [
+            recognition_doc(i, seed, resolution, attributes) for i in range(min(n, limit or n))
+        ],
+        to_messages=choice_messages,
+        score=qa_score,
+        aggregate=qa_aggregate,
+        max_new_tokens=16,
+        description="one object per image: its shape, colour or material as a choice among A-D",
+        settings={"n": n, "seed": seed, "resolution": resolution, "attributes": list(attributes)},
+    )
+
+
+TREND_CHOICES = ("increasing", "decreasing", "constant", "oscillating")
+
+
+def _chart_distractors(record: dict[str, Any], rng: np.random.Generator) -> list[str]:
+    """Three wrong options of the chart question: other labels, other trends or nearby numbers."""
+    from vlmrl.data_recipes.charts import CATEGORY_SETS
+
+    answer = str(record["answer"])
+    if record["question_type"] == "trend":
+        pool = [t for t in TREND_CHOICES if t != answer]
+    elif record["question_type"] in ("max", "min"):
+        labels = json.loads(record["table"])["labels"]
+        pool = [label for label in labels if label != answer]
+        if len(pool) < 3:  # a 3-label chart: add labels it does not show
+            if answer.isdigit():
+                pool += [
+                    str(int(answer) + step)
+                    for step in (-30, -20, 20, 30)
+                    if str(int(answer) + step) not in labels
+                ]
+            else:
+                words = next((w for w in CATEGORY_SETS if answer in w), CATEGORY_SETS[0])
+                pool += [w for w in words if w not in labels]
+    else:  # a number: nearby integers, none within the relaxed tolerance of the answer
+        value = int(float(answer))
+        spread = max(4, abs(value) // 2)
+        pool = [
+            str(value + step) for step in range(-spread, spread + 1) if abs(step) > max(1, abs(value) * 0.05)
+        ]
+    return [str(c) for c in rng.choice(pool, size=3, replace=False)]
+
+
+def chart_choice_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 224) -> Task:
+    from vlmrl.data_recipes.charts import chart_qa_records
+    from vlmrl.data_recipes.shapes import record_rng
+
+    def docs(limit: int | None) -> list[dict[str, Any]]:
+        found = []
+        for record in chart_qa_records(min(n, limit or n), seed, resolution):
+            index = int(record["id"].rsplit("-", 1)[1])
+            rng = record_rng(seed, index, stream=12)
+            options, letter = _shuffled_options(str(record["answer"]), _chart_distractors(record, rng), rng)
+            found.append({**_qa_doc(record), "options": options, "answer": letter, "answer_letter": letter})
+        return found
+
+    return Task(
+        name="charts-choice",
+        docs=docs,
+        to_messages=choice_messages,
+        score=qa_score,
+        aggregate=qa_aggregate,
+        max_new_tokens=16,
+        description="charts-qa as a choice among A-D (the true answer and three wrong ones)",
+        settings={"n": n, "seed": seed, "resolution": resolution},
     )
 
 
@@ -312,6 +471,10 @@ def refseg_task(
 
 register_task("shapes-qa", shapes_qa_task, "QA on generated shape scenes, accuracy per question type")
 register_task("charts-qa", chart_qa_task, "QA on generated charts, relaxed numeric accuracy")
+register_task(
+    "shapes-recognition", shapes_recognition_task, "one object per image: shape/colour/material, choice A-D"
+)
+register_task("charts-choice", chart_choice_task, "charts-qa as multiple choice A-D")
 register_task("spy-vote", spy_vote_task, "'Who is the spy' vote from a transcript of clues and the image")
 register_task("visual-probe", visual_probe_task, "zoom-tool visual search, by difficulty and turn budget")
 register_task("refseg", refseg_task, "referring segmentation through mask tokens (needs a mask decoder)")

@@ -7,6 +7,10 @@ A task is data plus three functions, not a class to subclass:
 - interactive (tool loops, games, environments): `interact(vlm, docs, sampling)` -> one
   `Interaction` per doc, driving `vlm.generate` itself (batched across docs).
 - `aggregate(scores)` -> metrics (default: the mean of every numeric score key).
+- `parse(doc, output)` -> the answer an output gives, in a canonical form (an option letter, a
+  number, normalised text) or a FormatFailure, WITHOUT reading the label: what voting methods
+  (self-consistency, TTRV) count. `label_keys` names the document fields that hold the label,
+  so `unlabeled(doc)` can hand label-free documents to methods that must not see answers.
 
 Methods add tasks with `register_task(name, factory)`; a factory builds the Task on demand so
 registering costs nothing and building reads options such as the doc count or a seed.
@@ -56,6 +60,10 @@ class Task:
     # Stored with each cached prediction so a rerun of the same run directory reuses them only
     # if the task's settings did not change.
     settings: dict[str, Any] = field(default_factory=dict)
+    # Label-free answer extraction (see the module docstring); None: the QA default
+    # (`vlmrl.evals.voting.qa_answer`: option letter, number or normalised text).
+    parse: Callable[[dict[str, Any], str], Any] | None = None
+    label_keys: tuple[str, ...] = ("answer", "answer_letter")
 
     def __post_init__(self) -> None:
         single = self.to_messages is not None and self.score is not None
@@ -68,6 +76,10 @@ class Task:
     @property
     def interactive(self) -> bool:
         return self.interact is not None
+
+    def unlabeled(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A shallow copy of `doc` without its label fields: what label-free methods receive."""
+        return {key: value for key, value in doc.items() if key not in self.label_keys}
 
     def load_docs(self, limit: int | None = None) -> Docs:
         loaded = self.docs(limit)

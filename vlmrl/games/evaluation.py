@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from vlmrl.evals.tasks import Interaction, Task
-from vlmrl.games.engine import GameSettings, PairPool, format_transcript, observer_outcomes, play_games
+from vlmrl.games.engine import (
+    GameSettings,
+    PairPool,
+    format_transcript,
+    observer_outcomes,
+    play_games,
+    score_game,
+)
 from vlmrl.model.types import SamplingParams
 
 
@@ -34,6 +41,7 @@ def spy_game_task(pool: PairPool, settings: GameSettings, games: int, seed: int)
         )
         results = []
         for game in played:
+            score_game(game, {})  # rewards for the transcript; held-out games train nothing
             correct, abstained, parsed = observer_outcomes(game)
             score = {
                 "accuracy": float(np.mean(correct)),

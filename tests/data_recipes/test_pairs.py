@@ -99,3 +99,22 @@ def test_pairs_recipe_reports_skipped_images(image_folder, tmp_path):
         build(PAIRS_RECIPE, PairsConfig(out=str(tmp_path / "x"), n=2, source="folder"))
     with pytest.raises(RecipeError, match="--source"):
         build(PAIRS_RECIPE, PairsConfig(out=str(tmp_path / "y"), n=2, source="photos"))
+
+
+def test_shapes_pairs_take_chosen_kinds_and_replace_two_objects():
+    from vlmrl.data_recipes.pairs import shapes_pair
+
+    recolors = [shapes_pair(i, 4, 96, 1, 2, kinds=("recolor",)) for i in range(3)]
+    assert {r["edit_kind"] for r in recolors} == {"recolor"}
+    for index in range(4):
+        record = shapes_pair(index, 5, 96, 3, 6, kinds=("replace",))
+        assert_confined(record)
+        edit = json.loads(record["edit"])
+        a, b = edit["scene_a"]["objects"], edit["scene_b"]["objects"]
+        keys = ("shape", "color", "material")
+        changed = [i for i, (x, y) in enumerate(zip(a, b)) if [x[k] for k in keys] != [y[k] for k in keys]]
+        assert len(a) == len(b) and len(changed) == 2, record["description"]
+        for i in changed:  # same place and size, a different object
+            assert (a[i]["size"], a[i]["x"], a[i]["depth"]) == (b[i]["size"], b[i]["x"], b[i]["depth"])
+    with pytest.raises(ValueError, match="shapes edit kinds"):
+        shapes_pair(0, 0, kinds=("explode",))

@@ -84,3 +84,26 @@ def test_offline_weighted():
     advantages = offline_weighted(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.5, 2.0, 1.0]), baseline=1.0)
     assert torch.allclose(advantages, torch.tensor([0.0, -2.0, 1.0]))
     assert torch.equal(offline_weighted(torch.tensor([3.0])), torch.tensor([3.0]))
+
+
+def test_population_std_option():
+    rewards = torch.tensor([1.0, 3.0])
+    # mean 2, population std 1 (unbiased: sqrt(2))
+    assert group_normalized_advantages(rewards, ["g", "g"], epsilon=0.0, population_std=True).tolist() == [
+        -1.0,
+        1.0,
+    ]
+    unbiased = group_normalized_advantages(rewards, ["g", "g"], epsilon=0.0)
+    assert unbiased.tolist() == pytest.approx([-1 / math.sqrt(2), 1 / math.sqrt(2)])
+
+
+def test_role_baseline_advantages_by_hand():
+    from vlmrl.rl.advantages import role_baseline_advantages
+
+    rewards = torch.tensor([1.0, -1.0, 0.0])
+    advantages, baselines = role_baseline_advantages(rewards, ["a", "b", "b"], {"a": 0.5}, alpha=0.5)
+    # a: 0.5 * 0.5 + 0.5 * 1 = 0.75; b: 0.5 * 0 + 0.5 * (-0.5) = -0.25
+    assert baselines == {"a": 0.75, "b": -0.25}
+    assert advantages.tolist() == pytest.approx([0.25, -0.75, 0.25])
+    with pytest.raises(ValueError, match="roles"):
+        role_baseline_advantages(rewards, ["a"], {})

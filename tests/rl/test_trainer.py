@@ -158,3 +158,23 @@ def test_warmup_cosine():
     assert warmup_cosine(1, 2, 10) == 1.0
     assert warmup_cosine(10, 2, 10, floor=0.1) == pytest.approx(0.1)
     assert np.isclose(warmup_cosine(6, 2, 10, floor=0.0), 0.5)
+
+
+def test_source_rollout_metrics_are_logged(tmp_path, policy):
+    class CountingSource(PromptSource):
+        def rollout_metrics(self):
+            return {"source_cursor": float(self.cursor)}
+
+    source = CountingSource(text_prompts(4), 2, SamplingParams(max_new_tokens=3), seed=0)
+    config = TrainerConfig(steps=2, episodes_per_step=4, micro_batch_size=4)
+    trainer = Trainer(
+        policy,
+        source,
+        config,
+        tmp_path,
+        rewards=[RewardFunction("even", even_token_reward, per_episode=True)],
+    )
+    history = trainer.fit(resume=False)
+    assert [h["source_cursor"] for h in history] == [2.0, 4.0]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["source_cursor"] for line in logged] == [2.0, 4.0]

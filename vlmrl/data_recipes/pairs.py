@@ -36,6 +36,9 @@ from vlmrl.data_recipes.shapes import mask_box, record_rng
 
 SOURCES = ("shapes", "charts", "folder")
 SHAPES_EDITS = ("recolor", "reshape", "remove", "add", "move")
+# Not in the default cycle: two objects swapped for different ones at the same places, as in
+# Vision-Zero's CLEVR pairs (ask for it with `shapes_pair(..., kinds=("replace",))`).
+SHAPES_EXTRA_EDITS = ("replace",)
 CHART_EDITS = ("value", "label", "color")
 FOLDER_EDITS = ("recolor", "inpaint", "flip", "brightness")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -70,7 +73,7 @@ def _edit_record(
 
 
 def _shapes_edit(scene: shapes_world.Scene, rng: np.random.Generator, kind: str):
-    """(edited scene, index of the edited object, description) or None if impossible.
+    """(edited scene, index of the edited object (a list of two for "replace"), description) or None.
 
     The index is into the edited scene, except for "remove" where it is into the original one.
     """
@@ -95,6 +98,18 @@ def _shapes_edit(scene: shapes_world.Scene, rng: np.random.Generator, kind: str)
             return None
         edited.objects.append(new)
         return edited, len(edited.objects) - 1, f"a {shapes_world.describe(new)} was added"
+    if kind == "replace":
+        indices = sorted(int(i) for i in rng.permutation(len(scene.objects))[:2])
+        names = []
+        for position in indices:
+            old = edited.objects[position]
+            new = shapes_world.random_object(rng)
+            while (new.shape, new.color, new.material) == (old.shape, old.color, old.material):
+                new = shapes_world.random_object(rng)
+            new.size, new.x, new.depth = old.size, old.x, old.depth
+            edited.objects[position] = new
+            names.append(f"the {shapes_world.describe(old)} became a {shapes_world.describe(new)}")
+        return edited, indices, " and ".join(names)
     if kind == "move":
         old_x = obj.x
         if not shapes_world.place(edited, obj, rng):
@@ -109,9 +124,20 @@ def _other(rng: np.random.Generator, values: tuple[str, ...], current: str) -> s
     return choices[int(rng.integers(len(choices)))]
 
 
-def shapes_pair(index: int, seed: int, resolution: int = 112, min_objects: int = 3, max_objects: int = 8):
+def shapes_pair(
+    index: int,
+    seed: int,
+    resolution: int = 112,
+    min_objects: int = 3,
+    max_objects: int = 8,
+    kinds: tuple[str, ...] = SHAPES_EDITS,
+):
+    """Pair `index`: its edit kind cycles through `kinds` (any of SHAPES_EDITS + SHAPES_EXTRA_EDITS)."""
+    unknown = [k for k in kinds if k not in SHAPES_EDITS + SHAPES_EXTRA_EDITS]
+    if not kinds or unknown:
+        raise ValueError(f"shapes edit kinds {kinds!r}: expected some of {SHAPES_EDITS + SHAPES_EXTRA_EDITS}")
     rng = record_rng(seed, index, stream=3)
-    kind = SHAPES_EDITS[index % len(SHAPES_EDITS)]
+    kind = kinds[index % len(kinds)]
     for _ in range(100):
         scene = shapes_world.sample_scene(rng, min_objects, max_objects)
         result = _shapes_edit(scene, rng, kind)
@@ -124,7 +150,9 @@ def shapes_pair(index: int, seed: int, resolution: int = 112, min_objects: int =
     else:  # pragma: no cover
         raise RuntimeError(f"no valid {kind} edit found for pair {index} (seed {seed})")
     touched = []
-    if kind in ("recolor", "reshape", "move"):
+    if kind == "replace":
+        touched = [o for i in edited_index for o in (scene.objects[i], edited.objects[i])]
+    elif kind in ("recolor", "reshape", "move"):
         touched = [scene.objects[edited_index], edited.objects[edited_index]]
     elif kind == "remove":
         touched = [scene.objects[edited_index]]

@@ -209,3 +209,90 @@ ZOOM_RESULT = "Zoomed view of [{x0}, {y0}, {x1}, {y1}]."
 def format_clues(clues: list[tuple[int, str]]) -> str:
     """'player 1: ...' lines, the transcript format of VOTE_INSTRUCTION."""
     return "\n".join(f"player {player}: {clue}" for player, clue in clues)
+
+
+# --------------------------------------------------------------------------- spy game (Vision-Zero)
+
+ABSTAIN = "N/A"
+_BOXED_OPEN = "\\boxed{"
+# A whole number on its own: not part of a word or of a decimal such as 2.5.
+_STANDALONE_INTEGER = re.compile(r"(?<![\w.])[-+]?\d+(?!\w|\.\d)")
+_ABSTAIN_WORDS = re.compile(r"^\s*(n\s*/\s*a|na|none|abstain)\s*[.!]?\s*$", re.IGNORECASE)
+
+
+def format_boxed(value: str, thought: str | None = None) -> str:
+    prefix = f"{thought.rstrip()} " if thought else ""
+    return f"{prefix}{_BOXED_OPEN}{value}}}"
+
+
+def parse_boxed(text: Any) -> str | FormatFailure:
+    """The stripped content of the first `\\boxed{...}` (nested braces allowed), or why there is none."""
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    start = text.find(_BOXED_OPEN)
+    if start < 0:
+        return FormatFailure("no \\boxed{...}")
+    depth, position = 1, start + len(_BOXED_OPEN)
+    for index in range(position, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                value = text[position:index].strip()
+                return value if value else FormatFailure("empty \\boxed{}")
+    return FormatFailure("unclosed \\boxed{")
+
+
+def reasoning_before_answer(text: Any) -> str:
+    """The text before the first `\\boxed{` or `<answer>` (a player's private reasoning)."""
+    if not isinstance(text, str):
+        return ""
+    cuts = [i for i in (text.find(_BOXED_OPEN), text.find(ANSWER_OPEN)) if i >= 0]
+    reasoning = text[: min(cuts)] if cuts else ""
+    return reasoning.replace(THINK_OPEN, "").replace(THINK_CLOSE, "").strip()
+
+
+def parse_clue(text: Any, require_box: bool = True) -> str | FormatFailure:
+    """A spy-game clue: the first `\\boxed{}`, else an `<answer>` block; with `require_box=False`
+    also a bare sentence (the first non-empty line: the embedded default's clue format)."""
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    boxed = parse_boxed(text)
+    if not isinstance(boxed, FormatFailure):
+        return boxed
+    answer = parse_answer(text)
+    if not isinstance(answer, FormatFailure):
+        return answer
+    if require_box:
+        return FormatFailure("no clue in \\boxed{} or <answer>")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else FormatFailure("empty clue")
+
+
+def parse_spy_vote(text: Any, players: int) -> int | str | FormatFailure:
+    """A decision: player 1..players, `ABSTAIN` ('N/A'), or why it is neither.
+
+    As the Vision-Zero reference reads votes: the first `\\boxed{}`, else the `<answer>` block;
+    'N/A' (or 'NA', 'none', 'abstain') abstains; otherwise the first stand-alone number is the
+    player voted for, and must be one of the players.
+    """
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    value = parse_boxed(text)
+    if isinstance(value, FormatFailure):
+        value = parse_answer(text)
+    if isinstance(value, FormatFailure):
+        return FormatFailure(f"no \\boxed{{}} or <answer> block ({value.reason})")
+    if _ABSTAIN_WORDS.match(value):
+        return ABSTAIN
+    found = _STANDALONE_INTEGER.search(value)
+    if found is None:
+        return FormatFailure(f"decision {value[:40]!r} names no player number and is not N/A")
+    try:
+        player = int(found.group())
+    except ValueError:  # pragma: no cover - the pattern only matches integers
+        return FormatFailure(f"decision {value[:40]!r} is not a number")
+    if not 1 <= player <= players:
+        return FormatFailure(f"decision for player {player}, but players are 1..{players}")
+    return player

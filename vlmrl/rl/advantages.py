@@ -37,9 +37,10 @@ def _as_group_ids(
 
 
 def _group_statistics(
-    rewards: torch.Tensor, ids: torch.Tensor
+    rewards: torch.Tensor, ids: torch.Tensor, population_std: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-episode group size, group mean, and unbiased group std (0 for singleton groups)."""
+    """Per-episode group size, group mean, and unbiased group std (0 for singleton groups);
+    with `population_std` the std divides by n instead of n - 1."""
     count = int(ids.max()) + 1 if ids.numel() else 0
     rewards = rewards.double()
     sizes = torch.zeros(count, dtype=torch.float64, device=rewards.device).index_add_(
@@ -48,7 +49,8 @@ def _group_statistics(
     sums = torch.zeros_like(sizes).index_add_(0, ids, rewards)
     means = sums / sizes
     squares = torch.zeros_like(sizes).index_add_(0, ids, (rewards - means[ids]) ** 2)
-    variances = torch.where(sizes > 1, squares / (sizes - 1).clamp(min=1), torch.zeros_like(sizes))
+    divisor = sizes if population_std else (sizes - 1).clamp(min=1)
+    variances = torch.where(sizes > 1, squares / divisor, torch.zeros_like(sizes))
     return sizes[ids], means[ids], variances.sqrt()[ids]
 
 
@@ -58,6 +60,7 @@ def group_normalized_advantages(
     scale_rewards: bool = True,
     epsilon: float = 1e-4,
     roles: Sequence[Hashable] | None = None,
+    population_std: bool = False,
 ) -> torch.Tensor:
     """GRPO's group-relative advantage (Shao et al. 2024, eq. in sec. 4.1.2):
 
@@ -65,10 +68,11 @@ def group_normalized_advantages(
 
     with the unbiased (n - 1) standard deviation, 0 for a group of one. `scale_rewards=False`
     drops the division (Dr. GRPO, Liu et al. 2025: A_i = r_i - mean_G r). With `roles`, the
-    group of an episode is the pair (group, role): Vision-Zero normalises within role.
+    group of an episode is the pair (group, role). `population_std` divides the squared
+    deviations by n instead of n - 1 (what TRL's and Vision-Zero's GRPO code compute).
     """
     ids = _as_group_ids(rewards, groups, roles)
-    _, means, stds = _group_statistics(rewards, ids)
+    _, means, stds = _group_statistics(rewards, ids, population_std)
     advantages = rewards.double() - means
     if scale_rewards:
         advantages = advantages / (stds + epsilon)
@@ -88,6 +92,38 @@ def rloo_advantages(
     sizes, means, _ = _group_statistics(rewards, ids)
     scale = torch.where(sizes > 1, sizes / (sizes - 1).clamp(min=1), torch.zeros_like(sizes))
     return (scale * (rewards.double() - means)).to(rewards.dtype)
+
+
+def role_baseline_advantages(
+    rewards: torch.Tensor,
+    roles: Sequence[Hashable],
+    baselines: dict[Hashable, float],
+    alpha: float = 0.9,
+) -> tuple[torch.Tensor, dict[Hashable, float]]:
+    """Role-advantage estimation (Vision-Zero, Wang et al. 2025, sec. 3): one exponential
+    moving-average baseline per role, updated with this batch before it is subtracted:
+
+        b_role <- alpha * b_role + (1 - alpha) * mean_{i: role_i = role} r_i
+        A_i    =  r_i - b_{role_i}
+
+    A role absent from `baselines` starts at 0. Returns the advantages (no group
+    normalisation: the game's rewards are zero-sum by design) and the updated baselines (a
+    new dict; the input is left unchanged).
+    """
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D [episodes], got shape {tuple(rewards.shape)}")
+    if len(roles) != rewards.numel():
+        raise ValueError(f"got {rewards.numel()} rewards but {len(roles)} roles (expected equal)")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    updated = dict(baselines)
+    values = rewards.double()
+    for role in dict.fromkeys(roles):  # first-appearance order, each role once
+        chosen = torch.tensor([r == role for r in roles], dtype=torch.bool, device=rewards.device)
+        mean = float(values[chosen].mean())
+        updated[role] = alpha * float(updated.get(role, 0.0)) + (1.0 - alpha) * mean
+    subtract = torch.tensor([updated[r] for r in roles], dtype=torch.float64, device=rewards.device)
+    return (values - subtract).to(rewards.dtype), updated
 
 
 def step_gae(

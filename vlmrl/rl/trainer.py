@@ -12,7 +12,9 @@ hook, not a subclass:
   micro-batch (a value head's regression), with its modules in `extra_modules` so they are
   optimised and checkpointed with the policy;
 - episode masks (`Episode.masked`, and `truncated` under over-turn masking) reach the loss
-  in one place, `vlmrl.rl.losses.policy_loss`.
+  in one place, `vlmrl.rl.losses.policy_loss`;
+- a source with a `rollout_metrics() -> dict` method has it read after each collect and
+  logged with the step (a game's phase, win rates; rank 0's values under several processes).
 
 The policy stays in eval mode (no dropout) so the log-probs the sampler saw and those the
 update recomputes come from the same function; with gradient checkpointing it is switched
@@ -228,6 +230,8 @@ class Trainer:
         if len(episodes) != local:
             raise ValueError(f"rollout source returned {len(episodes)} episodes, asked for {local}")
         generated = time.perf_counter()
+        source_metrics = getattr(self.source, "rollout_metrics", None)
+        source_metrics = dict(source_metrics()) if callable(source_metrics) else {}
 
         reward_metrics = self.compute_rewards(episodes)
         advantages = self.compute_advantages(episodes)
@@ -261,6 +265,7 @@ class Trainer:
         ).item()
         lengths = [e.action_token_count for e in episodes]
         return {
+            **source_metrics,
             **reward_metrics,
             **update_metrics,
             "advantage_abs_mean": float(advantages.abs().mean()),

@@ -158,3 +158,32 @@ def test_warmup_cosine():
     assert warmup_cosine(1, 2, 10) == 1.0
     assert warmup_cosine(10, 2, 10, floor=0.1) == pytest.approx(0.1)
     assert np.isclose(warmup_cosine(6, 2, 10, floor=0.0), 0.5)
+
+
+def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
+    generations = policy.generate(
+        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=2, seed=3)
+    )
+    episodes = [
+        Episode(
+            messages=[{"role": "user", "content": "Hi."}, g.as_message()],
+            turns=[Turn(g.token_ids, g.logprobs, g.text)],
+            group="g",
+        )
+        for g in generations
+    ]
+    seen = []
+
+    def auxiliary(scores, batch):
+        distributions = scores.action_log_distributions
+        seen.append((distributions.shape[0], int(scores.action_mask.sum()), distributions.requires_grad))
+        # a term on the whole distribution that carries gradient into the policy
+        return distributions.exp().pow(2).sum(-1).mean(), {"auxiliary": 0.0}
+
+    config = TrainerConfig(steps=1, episodes_per_step=2, micro_batch_size=2, learning_rate=1e-3)
+    trainer = Trainer(
+        policy, OfflineSource(episodes), config, tmp_path, auxiliary_loss=auxiliary, score_distributions=True
+    )
+    trainer.fit(resume=False)
+    rows, actions, grad = seen[0]
+    assert rows == actions and grad

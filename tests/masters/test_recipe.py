@@ -86,3 +86,17 @@ def test_bad_input_is_named(tmp_path, teacher):
 
     outcome = CliRunner().invoke(app, ["distill", "--method", "dpo", "--out", str(tmp_path / "c")])
     assert outcome.exit_code == 2 and "dpo" in outcome.output
+
+
+def test_bundled_configs_load_into_the_config_dataclass():
+    from pathlib import Path
+
+    from vlmrl.config import load_yaml
+
+    folder = Path(__file__).resolve().parents[2] / "vlmrl" / "masters" / "configs"
+    paths = sorted(folder.glob("*.yaml"))
+    assert paths
+    for path in paths:
+        config = load_yaml(MastersConfig, path)
+        assert config.episodes_per_step % config.responses == 0 and config.beta == 0.1
+        assert config.generate_config().repetition_penalty == 1.05

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from torch.nn.utils import parametrize
 from typer.testing import CliRunner
 
 from vlmrl.masters.recipe import MastersConfig, load_data, run_distill, run_generate
@@ -58,11 +59,18 @@ def test_random_token_student_and_baselines_complete_at_equal_updates(tmp_path, 
     updates = {}
     for method in ("masters", "sft", "logit-kd"):
         student = build_random_tiny("tiny", seed=1)
-        config = MastersConfig(method=method, steps=2, data_dir=data, out=str(tmp_path / method), **SMALL)
+        judge = "teacher" if method == "masters" else ""  # R_acc from the (unmasked) teacher as judge
+        config = MastersConfig(
+            method=method, steps=2, data_dir=data, out=str(tmp_path / method), judge=judge, **SMALL
+        )
         results = run_distill(config, teacher=teacher, student=student)
         updates[method] = results["student_updates"]
         assert results["after"]["format"] is not None
     assert updates == {"masters": 2, "sft": 2, "logit-kd": 2}
+    # the caller's teacher comes back unmasked
+    assert not any(parametrize.is_parametrized(m) for m in teacher.model.modules())
+    judged = read_metrics(tmp_path / "masters" / "metrics.jsonl")
+    assert all(0.0 <= m["reward/accuracy_mean"] <= 1.0 for m in judged)
     student_episodes = [
         e for e in load_data(tmp_path / "data", "masters", 2, 8) if e.info["source"] == "student"
     ]

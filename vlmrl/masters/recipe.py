@@ -324,17 +324,20 @@ class MaskedTeacher:
         self.vlm = vlm
         self.ratio = 0.0
 
+    def set_ratio(self, ratio: float) -> None:
+        from vlmrl.masters.masking import apply_masks
+
+        if ratio != self.ratio:
+            apply_masks(self.vlm.model, ratio)
+            self.ratio = ratio
+
     def log_distributions(self, episodes: list, temperature: float = 1.0) -> list:
         """Per episode, the masked teacher's [action tokens, vocab] log-distributions."""
         import torch
 
-        from vlmrl.masters.masking import apply_masks
-
         results: list = [None] * len(episodes)
         for ratio in sorted({float(e.info.get("ratio", 0.0)) for e in episodes}, reverse=True):
-            if ratio != self.ratio:
-                apply_masks(self.vlm.model, ratio)
-                self.ratio = ratio
+            self.set_ratio(ratio)
             chosen = [i for i, e in enumerate(episodes) if float(e.info.get("ratio", 0.0)) == ratio]
             with torch.no_grad():
                 scores = self.vlm.score(
@@ -454,7 +457,11 @@ def run_distill(config: MastersConfig, teacher: Any = None, student: Any = None)
         # Rewards see the whole step first: its token count normalises the JSD term.
         step_tokens["count"] = float(max(1, sum(e.action_token_count for e in batch)))
         teacher_cache.clear()
-        return judge_accuracy(judge, batch) if judge is not None else [accuracy_reward(e) for e in batch]
+        if judge is None:
+            return [accuracy_reward(e) for e in batch]
+        if judge is teacher:
+            masked_teacher.set_ratio(0.0)  # the judge is the full teacher, never a masked one
+        return judge_accuracy(judge, batch)
 
     def distill(batch: list) -> list[float]:
         """R_distill (Eq. 7) from each response's mean token JSD to the masked teacher."""
@@ -507,7 +514,10 @@ def run_distill(config: MastersConfig, teacher: Any = None, student: Any = None)
         auxiliary_loss=jsd_loss if uses_jsd else None,
         score_distributions=uses_jsd,
     )
-    history = trainer.fit()
+    try:
+        history = trainer.fit()
+    finally:
+        masked_teacher.set_ratio(0.0)  # hand the caller's teacher back unmasked
     after = evaluate_shapes(student, config, directory / "eval-after")
     results = {
         "method": config.method,

@@ -6,6 +6,14 @@ number of updates, batch and learning rate, then answer held-out shapes-QA on sc
 or two objects (where the tiny teacher reads) through `vlmrl.evals`. The assertion: the
 Masters student's accuracy lies above the SFT student's 95% bootstrap interval, and the SFT
 student's accuracy below the Masters student's interval.
+
+Measured (seed 0, 30 updates of 64 episodes, learning rate 1e-3, 400 held-out questions, eval
+seed 1000; 28 minutes of wall time on 2 cores shared with ~8 other jobs): student before
+0.3675, Masters 0.410 [0.363, 0.458], SFT 0.430 [0.383, 0.475]; the teacher reads 0.598
+[0.550, 0.645]. At learning rate 3e-4 (same data): SFT 0.405 [0.358, 0.455], Masters 0.3825
+[0.338, 0.428]. Both students learn the answer format (0.87 -> 1.0) and answer priors; neither
+learns to read colour in 30 updates (0.10-0.14, teacher 0.76). The margin the issue asks for
+is not reached, so the test is an honest expected failure until it is.
 """
 
 from __future__ import annotations

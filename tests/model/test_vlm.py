@@ -635,3 +635,44 @@ def test_unreachable_hub_id_says_what_was_tried():
         "ModelLoadError model 'nobody-here/no-such-model': cannot read its config as a hub id "
         "(is the hub reachable? use a local directory offline)"
     ), result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- repetition penalty, distributions
+
+
+def test_repetition_penalty_is_off_at_one_and_forbids_repeats_when_large(random_tiny):
+    conversation = [text_only_conversation()]
+    plain = random_tiny.generate(conversation, SamplingParams(temperature=0, max_new_tokens=12))[0]
+    at_one = random_tiny.generate(
+        conversation, SamplingParams(temperature=0, max_new_tokens=12, repetition_penalty=1.0)
+    )[0]
+    assert at_one.token_ids == plain.token_ids
+    # A huge penalty pushes every id already seen (prompt or completion) below the unseen ones,
+    # so greedy decoding never repeats an id.
+    penalised = random_tiny.generate(
+        conversation, SamplingParams(temperature=0, max_new_tokens=12, repetition_penalty=1e4)
+    )[0]
+    prompt_ids = set(random_tiny.encode(conversation, add_generation_prompt=True)[0].input_ids)
+    ids = penalised.token_ids
+    assert len(set(ids)) == len(ids)
+    assert not set(ids) & prompt_ids
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        SamplingParams(repetition_penalty=0.0)
+
+
+def test_score_returns_full_distributions_at_action_tokens(random_tiny):
+    conversations = [
+        multi_image_conversation() + [{"role": "assistant", "content": "two cubes"}],
+        short_conversation() + [{"role": "assistant", "content": "yes"}],
+    ]
+    with torch.no_grad():
+        scores = random_tiny.score(conversations, distributions=True)
+        plain = random_tiny.score(conversations)
+    assert plain.action_log_distributions is None
+    distributions = scores.action_log_distributions
+    mask = scores.action_mask
+    assert distributions.shape == (int(mask.sum()), random_tiny.model.config.text_config.vocab_size)
+    # Each row is a distribution whose value at the actual token is that token's log-prob.
+    assert torch.allclose(distributions.exp().sum(-1), torch.ones(distributions.shape[0]), atol=1e-4)
+    picked = distributions.gather(1, scores.input_ids[mask].unsqueeze(1)).squeeze(1)
+    assert torch.allclose(picked, scores.logprobs[mask], atol=1e-5)

@@ -178,3 +178,32 @@ def test_source_rollout_metrics_are_logged(tmp_path, policy):
     assert [h["source_cursor"] for h in history] == [2.0, 4.0]
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["source_cursor"] for line in logged] == [2.0, 4.0]
+
+
+def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
+    generations = policy.generate(
+        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=2, seed=3)
+    )
+    episodes = [
+        Episode(
+            messages=[{"role": "user", "content": "Hi."}, g.as_message()],
+            turns=[Turn(g.token_ids, g.logprobs, g.text)],
+            group="g",
+        )
+        for g in generations
+    ]
+    seen = []
+
+    def auxiliary(scores, batch):
+        distributions = scores.action_log_distributions
+        seen.append((distributions.shape[0], int(scores.action_mask.sum()), distributions.requires_grad))
+        # a term on the whole distribution that carries gradient into the policy
+        return distributions.exp().pow(2).sum(-1).mean(), {"auxiliary": 0.0}
+
+    config = TrainerConfig(steps=1, episodes_per_step=2, micro_batch_size=2, learning_rate=1e-3)
+    trainer = Trainer(
+        policy, OfflineSource(episodes), config, tmp_path, auxiliary_loss=auxiliary, score_distributions=True
+    )
+    trainer.fit(resume=False)
+    rows, actions, grad = seen[0]
+    assert rows == actions and grad

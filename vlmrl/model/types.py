@@ -29,6 +29,9 @@ class SamplingParams:
     n: int = 1
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # CTRL-style penalty (Keskar et al., 2019) on every id already in the prompt or the
+    # completion: positive logits are divided by it, negative ones multiplied. 1.0 is off.
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -39,6 +42,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.n < 1:
             raise ValueError(f"top_k must be >= 0 and n >= 1, got top_k={self.top_k}, n={self.n}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
 
 @dataclass
@@ -82,3 +87,6 @@ class TokenScores:
     # For each conversation, the position of the last token before each assistant turn: the
     # state the policy acted from (value heads read the hidden state there).
     decision_positions: list[list[int]] = field(default_factory=list)
+    # When asked: the log-probability distribution over the vocabulary at every action token,
+    # [action tokens, vocab], rows in the order of `logprobs[action_mask]` (distillation).
+    action_log_distributions: torch.Tensor | None = None

@@ -352,6 +352,8 @@ class VLM:
             )
         else:
             options.update(temperature=None, top_p=None, top_k=None)
+        if sampling.repetition_penalty != 1.0:
+            options["repetition_penalty"] = sampling.repetition_penalty
         if sampling.stop:
             options.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         placeholders = self._vision_placeholder_ids()
@@ -470,11 +472,14 @@ class VLM:
         entropy: bool = False,
         hidden_states: bool = False,
         temperature: float = 1.0,
+        distributions: bool = False,
     ) -> TokenScores:
         """One forward pass over whole conversations; log-probs of every token given its prefix.
 
         Runs under the caller's grad mode (enable grad for a loss). `action_mask` marks the
-        assistant's own tokens; every loss in the suite selects tokens with it.
+        assistant's own tokens; every loss in the suite selects tokens with it. With
+        `distributions`, also the full log-softmax over the vocabulary at each action token
+        (`action_log_distributions`), for divergences between two models' distributions.
         """
         encoded = self.encode(conversations, add_generation_prompt=False)
         limit = self.context_length()
@@ -523,15 +528,22 @@ class VLM:
                 [v + [fill] * (length - len(v)) for v in values], dtype=dtype, device=logits.device
             )
 
+        action_mask = padded([e.action_mask for e in encoded], False, torch.bool)
+        action_log_distributions = None
+        if distributions:
+            # logits[:, t - 1] predicts token t; position 0 is never an action.
+            chosen = logits_for_normaliser[action_mask[:, 1:]]
+            action_log_distributions = chosen - log_normaliser[action_mask[:, 1:]].unsqueeze(-1)
         return TokenScores(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"].bool(),
-            action_mask=padded([e.action_mask for e in encoded], False, torch.bool),
+            action_mask=action_mask,
             logprobs=logprobs,
             turn_index=padded([e.turn_index for e in encoded], -1, torch.long),
             entropy=entropies,
             hidden_states=output.hidden_states[-1] if hidden_states else None,
             decision_positions=[e.decision_positions for e in encoded],
+            action_log_distributions=action_log_distributions,
         )
 
     def _rope_index(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

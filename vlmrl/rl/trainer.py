@@ -108,6 +108,7 @@ class Trainer:
         auxiliary_loss: Callable[[Any, list[Episode]], tuple[torch.Tensor, dict[str, float]]] | None = None,
         extra_modules: Sequence[torch.nn.Module] = (),
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+        score_distributions: bool = False,
     ):
         config.validate()
         self.policy = policy
@@ -119,6 +120,9 @@ class Trainer:
         self.auxiliary_loss = auxiliary_loss
         self.extra_modules = list(extra_modules)
         self.callbacks = list(callbacks)
+        # The auxiliary loss sees the policy's full distributions at action tokens (logit
+        # distillation: Masters' JSD to a teacher).
+        self.score_distributions = score_distributions
         self.loss_settings = LossSettings(**config.loss_settings_kwargs())
 
         distributed.initialise_from_environment()
@@ -341,9 +345,12 @@ class Trainer:
         size = self.config.micro_batch_size
         return [list(indices[i : i + size]) for i in range(0, len(indices), size)]
 
-    def _score(self, model: Any, episodes: list[Episode], *, entropy: bool = False):
+    def _score(
+        self, model: Any, episodes: list[Episode], *, entropy: bool = False, distributions: bool = False
+    ):
+        options = {"distributions": True} if distributions else {}
         scores = model.score(
-            [e.messages for e in episodes], entropy=entropy, temperature=self.config.temperature
+            [e.messages for e in episodes], entropy=entropy, temperature=self.config.temperature, **options
         )
         counts = scores.action_mask.sum(1).tolist()
         for episode, count in zip(episodes, counts):
@@ -432,7 +439,9 @@ class Trainer:
         for chunk in self._micro_batches(part):
             episodes = [batch.episodes[i] for i in chunk]
             need_entropy = True
-            scores = self._score(self.policy, episodes, entropy=need_entropy)
+            scores = self._score(
+                self.policy, episodes, entropy=need_entropy, distributions=self.score_distributions
+            )
             action_mask = scores.action_mask
             device = scores.logprobs.device
             advantages = batch.advantages[chunk].to(device)

@@ -73,7 +73,13 @@ def encode(config: EncodeConfig) -> None:
         codes = tokenizer.encode([image] * len(objects), [o["mask"] for o in objects]).tolist()
         for obj, code in zip(objects, codes):
             lines.append(
-                json.dumps({"image": entry.file_name, "annotation": obj["id"], "tokens": mask_string(code)})
+                json.dumps(
+                    {
+                        "image": entry.file_name,
+                        "annotation": obj["id"],
+                        "tokens": mask_string(code, tokenizer.config.codebook_size),
+                    }
+                )
             )
     atomic_write_text(config.out, "".join(line + "\n" for line in lines))
     typer.echo(f"{len(lines)} masks encoded to {config.out}")

@@ -116,6 +116,10 @@ class MaskTokenizer(nn.Module):
             self.config.hidden_size = int(self.sam.config.mask_decoder_config.hidden_size)
         else:
             self.sam = Sam2Model(sam2_config(self.config))
+            # transformers keeps two random Fourier bases (image positions, prompt points) that
+            # real checkpoints load as one; sharing them lets box corners line up with pixels.
+            shared = self.sam.shared_image_embedding.positional_embedding
+            self.sam.prompt_encoder.shared_embedding.positional_embedding.copy_(shared)
         # The mask encoder has the SAM mask decoder's architecture; its mask token is the embedding.
         self.mask_encoder = Sam2MaskDecoder(self.sam.config.mask_decoder_config)
         self.quantizer = ResidualQuantizer(
@@ -316,11 +320,15 @@ def reconstruction_losses(
 ) -> dict[str, torch.Tensor]:
     """SAMTok's loss: w_c * commitment + w_bce * BCE + w_dice * Dice, on the low-res logits.
 
-    The target masks [B,1,S,S] are resized (nearest) to the logits' size; Dice is the "naive"
-    form 1 - (2 sum(p t) + 1) / (sum p + sum t + 1) per mask, averaged over the batch.
+    The target masks [B,1,S,S] are resized to the logits' size by area (each low-res cell
+    holds the fraction of its pixels inside the mask) where the reference samples nearest:
+    at 128 px an object spans a handful of stride-4 cells, and nearest sampling (off-centre by
+    1.5 px) caps the IoU of the upsampled prediction at about 0.76 on shapes masks, area
+    targets at 0.96. Dice is the "naive" form 1 - (2 sum(p t) + 1) / (sum p + sum t + 1) per
+    mask, averaged over the batch.
     """
     commitment_weight, bce_weight, dice_weight = weights
-    target = F.interpolate(masks, size=logits.shape[-2:], mode="nearest")[:, 0]
+    target = F.interpolate(masks, size=logits.shape[-2:], mode="area")[:, 0]
     logits = logits.float()
     bce = F.binary_cross_entropy_with_logits(logits, target)
     probabilities = logits.sigmoid().flatten(1)

@@ -414,7 +414,8 @@ class RefsegSource:
         episodes = self.prompts.collect(policy, n, rng)
         for episode in episodes:
             example, strings = self.examples[episode.info.pop("example")]
-            episode.info["reference_codes"] = [list(parse_masks(s)[0]) for s in strings]
+            size = self.tokenizer.config.codebook_size
+            episode.info["reference_codes"] = [list(parse_masks(s, size)[0]) for s in strings]
             episode.info["expression"] = example.expression
         return episodes
 
@@ -473,16 +474,19 @@ def run_rl(config: RLConfig) -> dict[str, Any]:
         before = evaluate_vlm(policy, tokenizer, config, directory / "eval-before", captions=False)
         atomic_write_json(results_path, {"before": before})
 
+    size = tokenizer.config.codebook_size
+
     def match(episode: Any) -> float:
-        return rewards.answer_matching_reward(episode, config.first_level_credit)
+        return rewards.answer_matching_reward(episode, config.first_level_credit, size)
+
+    def mask_format(episode: Any) -> float:
+        return rewards.mask_format_reward(episode, size)
 
     def decoded_iou(episode: Any) -> float:
         replay = source.mask_replay(episode)
         return replay["iou"]
 
-    reward_functions = [
-        RewardFunction("format", rewards.mask_format_reward, config.format_weight, per_episode=True)
-    ]
+    reward_functions = [RewardFunction("format", mask_format, config.format_weight, per_episode=True)]
     if "match" in config.reward:
         reward_functions.append(RewardFunction("answer_match", match, 1.0, per_episode=True))
     if "iou" in config.reward:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vlmrl.masktok.tokens import parse_masks
+from vlmrl.masktok.tokens import CODEBOOK_SIZE, parse_masks
 from vlmrl.model.formats import FormatFailure, parse_answer
 
 FIRST_LEVEL_CREDIT = 0.5
@@ -65,12 +65,14 @@ def answer_matching_score(
     return float(best) / max(len(predicted), len(reference))
 
 
-def parse_answer_masks(text: Any) -> list[tuple[int, ...]] | FormatFailure:
+def parse_answer_masks(
+    text: Any, codebook_size: int = CODEBOOK_SIZE
+) -> list[tuple[int, ...]] | FormatFailure:
     """The masks of the answer block: [] for 'none', a FormatFailure for anything malformed."""
     answer = parse_answer(text)
     if isinstance(answer, FormatFailure):
         return answer
-    parsed = parse_masks(answer)
+    parsed = parse_masks(answer, codebook_size)
     if isinstance(parsed, FormatFailure):
         return parsed
     if not parsed and answer.strip().lower().rstrip(".") != "none":
@@ -78,18 +80,20 @@ def parse_answer_masks(text: Any) -> list[tuple[int, ...]] | FormatFailure:
     return parsed
 
 
-def answer_matching_reward(episode: Any, first_level: float = FIRST_LEVEL_CREDIT) -> float:
+def answer_matching_reward(
+    episode: Any, first_level: float = FIRST_LEVEL_CREDIT, codebook_size: int = CODEBOOK_SIZE
+) -> float:
     """SAMTok's textual reward on an episode whose info holds the reference codes."""
-    predicted = parse_answer_masks(episode.text)
+    predicted = parse_answer_masks(episode.text, codebook_size)
     if isinstance(predicted, FormatFailure):
         return 0.0
     reference = [tuple(c) for c in episode.info["reference_codes"]]
     return answer_matching_score(predicted, reference, first_level)
 
 
-def mask_format_reward(episode: Any) -> float:
+def mask_format_reward(episode: Any, codebook_size: int = CODEBOOK_SIZE) -> float:
     """1 when the answer parses as mask tokens or 'none', else 0."""
-    return 0.0 if isinstance(parse_answer_masks(episode.text), FormatFailure) else 1.0
+    return 0.0 if isinstance(parse_answer_masks(episode.text, codebook_size), FormatFailure) else 1.0
 
 
 def union_mask(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:

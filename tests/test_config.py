@@ -228,3 +228,24 @@ def test_cli_rejects_bad_values_and_bad_files(tmp_path):
     result, received = invoke(["train", "--config", str(tmp_path / "absent.yaml")])
     assert result.exit_code == 2 and not received
     assert f"config file {tmp_path / 'absent.yaml'} does not exist" in plain(result.output)
+
+
+def test_bundled_config_names_resolve(tmp_path):
+    from vlmrl.config import resolve_config_path
+
+    bundled = tmp_path / "configs"
+    bundled.mkdir()
+    write_yaml(bundled / "big-model.yaml", {"steps": 7})
+    assert resolve_config_path("big-model", bundled) == bundled / "big-model.yaml"
+    assert resolve_config_path("big-model.yaml", bundled) == bundled / "big-model.yaml"
+    own = write_yaml(tmp_path / "own.yaml", {"steps": 2})
+    assert resolve_config_path(own, bundled) == own  # a file path wins
+    with pytest.raises(ConfigError, match="bundled: big-model"):
+        resolve_config_path("absent", bundled)
+    app = typer.Typer()
+    received = []
+    command(app, TrainSettings, name="train", configs_directory=bundled)(received.append)
+    command(app, TrainSettings, name="other")(received.append)
+    result = CliRunner().invoke(app, ["train", "--config", "big-model"])
+    assert result.exit_code == 0, result.output
+    assert received[-1].steps == 7

@@ -203,7 +203,11 @@ class MaskTokenizer(nn.Module):
         return logits[:, 0, 0]
 
     def forward(
-        self, pixels: torch.Tensor, masks: torch.Tensor, image_index: torch.Tensor | None = None
+        self,
+        pixels: torch.Tensor,
+        masks: torch.Tensor,
+        image_index: torch.Tensor | None = None,
+        bypass_quantizer: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Training pass: logits, codes and the commitment loss for masks [B,1,S,S].
 
@@ -214,7 +218,7 @@ class MaskTokenizer(nn.Module):
         if image_index is not None:
             features = [f[image_index.to(f.device)] for f in features]
         embeddings = self.embed_masks(features, masks)
-        quantized, codes, commitment = self.quantizer(embeddings)
+        quantized, codes, commitment = self.quantizer(embeddings, bypass=bypass_quantizer)
         logits = self.decode_embeddings(features, quantized)
         return {"logits": logits, "codes": codes, "commitment": commitment}
 

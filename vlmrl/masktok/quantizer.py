@@ -83,8 +83,14 @@ class ResidualQuantizer(nn.Module):
         self.dim, self.levels, self.codebook_size = dim, levels, codebook_size
         self.codebooks = nn.ModuleList(EMACodebook(codebook_size, dim, decay) for _ in range(levels))
 
-    def forward(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(straight-through quantized [n, dim], codes [n, levels], commitment loss)."""
+    def forward(
+        self, vectors: torch.Tensor, bypass: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(straight-through quantized [n, dim], codes [n, levels], commitment loss).
+
+        With `bypass` the codes are still chosen and the codebooks still follow the inputs by
+        EMA, but the input goes out unquantized (the training warm-up, see `train.py`).
+        """
         residual = vectors.detach()
         cumulative = torch.zeros_like(residual)
         codes, commitment = [], vectors.new_zeros(())
@@ -97,7 +103,7 @@ class ResidualQuantizer(nn.Module):
             commitment = commitment + (vectors - cumulative.detach()).pow(2).mean()
             residual = residual - quantized
             codes.append(indices)
-        output = vectors + (cumulative - vectors).detach()
+        output = vectors if bypass else vectors + (cumulative - vectors).detach()
         return output, torch.stack(codes, 1), commitment / self.levels
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:

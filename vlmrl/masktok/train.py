@@ -43,6 +43,11 @@ class TokenizerTrainConfig:
     learning_rate: float = option(1e-3, help="Peak AdamW learning rate (linear warmup, cosine decay).")
     warmup_steps: int = option(20, help="Linear warmup steps.")
     weight_decay: float = option(0.01, help="AdamW weight decay.")
+    quantizer_warmup_steps: int = option(
+        150,
+        help="First steps decode the unquantized embedding (codebooks still follow it by EMA): "
+        "a random-init encoder otherwise collapses onto a few codes. 0 for pretrained SAM2.",
+    )
     commitment_weight: float = option(0.25, help="Weight of the RVQ commitment loss (reference: 0.25).")
     bce_weight: float = option(2.0, help="Weight of the per-pixel BCE loss (reference: 2.0).")
     dice_weight: float = option(0.5, help="Weight of the Dice loss (reference: 0.5).")
@@ -267,7 +272,12 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict[str, Any]:
             )
             pixels = tokenizer.pixels(images)
             mask_tensor = tokenizer.mask_tensor(masks)
-            output = tokenizer(pixels, mask_tensor, image_index=torch.tensor(owners))
+            output = tokenizer(
+                pixels,
+                mask_tensor,
+                image_index=torch.tensor(owners),
+                bypass_quantizer=step < config.quantizer_warmup_steps,
+            )
             losses = reconstruction_losses(output["logits"], mask_tensor, output["commitment"], weights)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -277,6 +287,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict[str, Any]:
             step += 1
             record = {k: float(v.detach()) for k, v in losses.items()}
             record["codes_used_level0"] = int(output["codes"][:, 0].unique().numel())
+            record["codes_used_level1"] = int(output["codes"][:, 1].unique().numel())
             record["learning_rate"] = scheduler.get_last_lr()[0]
             record["seconds"] = time.time() - started
             if (config.eval_every and step % config.eval_every == 0) or step == config.steps:

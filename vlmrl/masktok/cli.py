@@ -12,6 +12,8 @@ from vlmrl.config import command, option
 from vlmrl.masktok.recipe import EvalConfig, RLConfig, SFTConfig
 from vlmrl.masktok.train import TokenizerTrainConfig
 
+CONFIGS = Path(__file__).parent / "configs"
+
 app = typer.Typer(
     help="SAMTok: masks as two tokens; mask tokenizer training, SFT and RL.", no_args_is_help=True
 )
@@ -37,7 +39,7 @@ class DecodeConfig:
     tokenizer: str = option("samtok-tiny", help="Mask tokenizer directory.")
 
 
-@command(app, TokenizerTrainConfig, name="train")
+@command(app, TokenizerTrainConfig, name="train", configs_directory=CONFIGS)
 def train(config: TokenizerTrainConfig) -> None:
     """Train the mask tokenizer; prints the held-out reconstruction mIoU."""
     from vlmrl.masktok.train import train_tokenizer
@@ -49,7 +51,7 @@ def train(config: TokenizerTrainConfig) -> None:
     )
 
 
-@command(app, EncodeConfig, name="encode")
+@command(app, EncodeConfig, name="encode", configs_directory=CONFIGS)
 def encode(config: EncodeConfig) -> None:
     """Encode every mask of a COCO file as a mask token string."""
     from PIL import Image
@@ -85,7 +87,7 @@ def encode(config: EncodeConfig) -> None:
     typer.echo(f"{len(lines)} masks encoded to {config.out}")
 
 
-@command(app, DecodeConfig, name="decode")
+@command(app, DecodeConfig, name="decode", configs_directory=CONFIGS)
 def decode(config: DecodeConfig) -> None:
     """Decode mask token strings back to masks on their image."""
     from PIL import Image
@@ -111,7 +113,7 @@ def decode(config: DecodeConfig) -> None:
     typer.echo(f"{len(masks)} masks decoded to {config.out}")
 
 
-@command(app, SFTConfig, name="sft")
+@command(app, SFTConfig, name="sft", configs_directory=CONFIGS)
 def sft(config: SFTConfig) -> None:
     """SFT a VLM on referring segmentation and region captions with mask tokens."""
     from vlmrl.masktok.recipe import run_sft
@@ -124,7 +126,7 @@ def sft(config: SFTConfig) -> None:
     )
 
 
-@command(app, RLConfig, name="rl")
+@command(app, RLConfig, name="rl", configs_directory=CONFIGS)
 def rl(config: RLConfig) -> None:
     """GRPO on referring segmentation with the textual answer-matching reward."""
     from vlmrl.masktok.recipe import run_rl
@@ -136,7 +138,7 @@ def rl(config: RLConfig) -> None:
     )
 
 
-@command(app, EvalConfig, name="eval")
+@command(app, EvalConfig, name="eval", configs_directory=CONFIGS)
 def evaluate(config: EvalConfig) -> None:
     """Evaluate a VLM on refseg (gIoU, cIoU, N-acc) and region captioning."""
     from vlmrl.masktok.recipe import evaluate_vlm, load_tokenizer, prepare_vlm

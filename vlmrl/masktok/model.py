@@ -38,12 +38,15 @@ class MaskTokenizerConfig:
     backbone_blocks: tuple[int, ...] = (1, 1, 2)
     backbone_heads: tuple[int, ...] = (1, 1, 2)
     window_sizes: tuple[int, ...] = (8, 4, 8)
-    decoder_mlp_dim: int = 512
+    decoder_mlp_dim: int = 256
     decoder_layers: int = 2
     decoder_heads: int = 8
     codebook_size: int = 256
     levels: int = 2
     decay: float = 0.99
+    # Add the Fourier embedding of the mask's box centre to the mask encoder's token (a skip
+    # around the untrained encoder; see README). Off for pretrained SAM2.
+    centre_skip: bool = True
     sam2: str = ""  # a local directory with SAM2 weights (Sam2Model.from_pretrained); "" = random init
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +185,14 @@ class MaskTokenizer(nn.Module):
             multimask_output=False,
             high_resolution_features=features[:-1],
         )
-        return tokens[:, 0, 0, :]
+        embeddings = tokens[:, 0, 0, :]
+        if self.config.centre_skip:
+            centres = ((boxes[:, :2] + boxes[:, 2:]) / 2 + 0.5).to(embeddings.dtype)
+            size = float(prompt.input_image_size)
+            embeddings = (
+                embeddings + prompt.shared_embedding(centres[:, None, None, :], (size, size))[:, 0, 0]
+            )
+        return embeddings
 
     def decode_embeddings(self, features: list[torch.Tensor], embeddings: torch.Tensor) -> torch.Tensor:
         """The SAM2 mask decoder prompted only by the (quantized) embedding: low-res logits [B, h, w]."""

@@ -35,16 +35,16 @@ class TokenizerTrainConfig:
     )
     images: str = option("", help="Folder the COCO file_names are relative to (COCO data only).")
     data_seed: int = option(0, help="Seed of the shapes scenes (held-out scenes use data_seed + 1).")
-    steps: int = option(600, help="Optimizer steps.")
+    steps: int = option(800, help="Optimizer steps.")
     scenes_per_step: int = option(
-        4, help="Scenes (images) per step; every object mask of each is trained on."
+        3, help="Scenes (images) per step; every object mask of each is trained on."
     )
-    max_masks: int = option(24, help="Most masks per step (a cap on the batch).")
-    learning_rate: float = option(1e-3, help="Peak AdamW learning rate (linear warmup, cosine decay).")
+    max_masks: int = option(16, help="Most masks per step (a cap on the batch).")
+    learning_rate: float = option(2e-3, help="Peak AdamW learning rate (linear warmup, cosine decay).")
     warmup_steps: int = option(20, help="Linear warmup steps.")
     weight_decay: float = option(0.01, help="AdamW weight decay.")
     quantizer_warmup_steps: int = option(
-        150,
+        200,
         help="First steps decode the unquantized embedding (codebooks still follow it by EMA): "
         "a random-init encoder otherwise collapses onto a few codes. 0 for pretrained SAM2.",
     )
@@ -56,7 +56,10 @@ class TokenizerTrainConfig:
     codebook_size: int = option(256, help="Codes per RVQ level (released SAMTok: 256).")
     levels: int = option(2, help="RVQ levels = mask tokens per mask (released SAMTok: 2).")
     decoder_layers: int = option(2, help="Two-way transformer layers of mask encoder and decoder.")
-    decoder_mlp_dim: int = option(512, help="MLP width of the two-way transformers (reference: 2048).")
+    decoder_mlp_dim: int = option(256, help="MLP width of the two-way transformers (reference: 2048).")
+    centre_skip: bool = option(
+        True, help="Add the box centre's Fourier embedding to the mask embedding (random-init SAM2)."
+    )
     sam2: str = option("", help="Directory of real SAM2(.1) weights to start from ('' = random init).")
     init: str = option("", help="Start from a saved tokenizer directory instead of a new one.")
     eval_size: int = option(200, help="Held-out masks for the reconstruction mIoU.")
@@ -202,6 +205,7 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict[str, Any]:
                 decoder_layers=config.decoder_layers,
                 decoder_mlp_dim=config.decoder_mlp_dim,
                 sam2=config.sam2,
+                centre_skip=config.centre_skip,
             )
         )
     resolution = tokenizer.config.image_size
@@ -278,7 +282,11 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict[str, Any]:
                 image_index=torch.tensor(owners),
                 bypass_quantizer=step < config.quantizer_warmup_steps,
             )
-            losses = reconstruction_losses(output["logits"], mask_tensor, output["commitment"], weights)
+            warming = step < config.quantizer_warmup_steps
+            # Nothing is committed to while the decoder reads the raw embedding; pulling the
+            # embeddings onto their nearest codes then only collapses them together.
+            step_weights = (0.0, *weights[1:]) if warming else weights
+            losses = reconstruction_losses(output["logits"], mask_tensor, output["commitment"], step_weights)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), 1.0)

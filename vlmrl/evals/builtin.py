@@ -286,6 +286,8 @@ def refseg_score(doc: dict[str, Any], output: str, decoder: MaskDecoder) -> dict
     }
     if not reference.any():  # a no-target expression (GRES): right only if nothing is predicted
         score["no_target_correct"] = float(formatted and not predicted.any())
+        # An unparseable answer is not a correct "nothing here", though its empty mask matches.
+        score["iou"] = score["no_target_correct"]
     return score
 
 

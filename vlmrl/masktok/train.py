@@ -35,6 +35,8 @@ class TokenizerTrainConfig:
     )
     images: str = option("", help="Folder the COCO file_names are relative to (COCO data only).")
     data_seed: int = option(0, help="Seed of the shapes scenes (held-out scenes use data_seed + 1).")
+    min_objects: int = option(1, help="Shapes scenes: fewest objects (the masks recipe uses 3).")
+    max_objects: int = option(3, help="Shapes scenes: most objects (the masks recipe uses 10).")
     steps: int = option(800, help="Optimizer steps.")
     scenes_per_step: int = option(
         3, help="Scenes (images) per step; every object mask of each is trained on."
@@ -76,8 +78,17 @@ class TokenizerTrainConfig:
 class MaskData:
     """(image, [masks]) scenes by index: generated shapes scenes, a masks dataset or a COCO file."""
 
-    def __init__(self, data: str, images: str = "", seed: int = 0, resolution: int = 128):
+    def __init__(
+        self,
+        data: str,
+        images: str = "",
+        seed: int = 0,
+        resolution: int = 128,
+        min_objects: int = 3,
+        max_objects: int = 10,
+    ):
         self.data, self.seed, self.resolution = data, seed, resolution
+        self.min_objects, self.max_objects = min_objects, max_objects
         self._dataset = None
         self._coco = None
         if data == "shapes":
@@ -104,9 +115,12 @@ class MaskData:
         from vlmrl.data_recipes.masks import decode_rle
 
         if self.data == "shapes":
-            from vlmrl.data_recipes.masks import MASKS_RECIPE, MasksConfig
+            from vlmrl.data_recipes.shapes import record_rng, render_scene, sample_scene
 
-            record = MASKS_RECIPE.record(index, MasksConfig(seed=self.seed, resolution=self.resolution))
+            # The masks recipe's scene stream (stream 6), with a choice of scene sizes.
+            scene = sample_scene(record_rng(self.seed, index, stream=6), self.min_objects, self.max_objects)
+            image, masks, _ = render_scene(scene, self.resolution)
+            return image, [m for m in masks if m.any()]
         elif self._coco is not None:
             from PIL import Image
 
@@ -209,10 +223,18 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict[str, Any]:
             )
         )
     resolution = tokenizer.config.image_size
-    train_data = MaskData(config.data, config.images, config.data_seed, resolution)
+    sizes = (config.min_objects, config.max_objects)
+    train_data = MaskData(config.data, config.images, config.data_seed, resolution, *sizes)
     if config.data == "shapes":
         held_out = held_out_masks(
-            MaskData("shapes", seed=config.data_seed + 1, resolution=resolution), config.eval_size
+            MaskData(
+                "shapes",
+                seed=config.data_seed + 1,
+                resolution=resolution,
+                min_objects=sizes[0],
+                max_objects=sizes[1],
+            ),
+            config.eval_size,
         )
     else:  # the last scenes of the file are held out; training draws from the rest
         held_out = held_out_masks(train_data, config.eval_size)

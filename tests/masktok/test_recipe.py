@@ -134,3 +134,11 @@ def test_random_token_policy_completes_with_format_penalties(tmp_path, tokenizer
 def test_bad_reward_name_is_rejected(tmp_path, tokenizer_path):
     with pytest.raises(ValueError, match="--reward must be one of"):
         run_rl(RLConfig(reward="bleu", tokenizer=str(tokenizer_path), out=str(tmp_path / "x")))
+
+
+def test_missing_tokenizer_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(
+        app, ["samtok", "sft", "--tokenizer", str(tmp_path / "absent"), "--out", str(tmp_path / "x")]
+    )
+    squeezed = "".join(c for c in result.output if c.isalnum())  # the error box wraps lines
+    assert result.exit_code == 2 and "notamasktokenizer" in squeezed

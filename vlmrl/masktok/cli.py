@@ -39,6 +39,16 @@ class DecodeConfig:
     tokenizer: str = option("samtok-tiny", help="Mask tokenizer directory.")
 
 
+def _load_tokenizer(spec: str):
+    """The tokenizer, or a usage error naming --tokenizer."""
+    from vlmrl.masktok.model import MaskTokenizer
+
+    try:
+        return MaskTokenizer.load(spec)
+    except FileNotFoundError as error:
+        raise typer.BadParameter(str(error), param_hint="'--tokenizer'") from error
+
+
 @command(app, TokenizerTrainConfig, name="train", configs_directory=CONFIGS)
 def train(config: TokenizerTrainConfig) -> None:
     """Train the mask tokenizer; prints the held-out reconstruction mIoU."""
@@ -57,11 +67,10 @@ def encode(config: EncodeConfig) -> None:
     from PIL import Image
 
     from vlmrl.data_recipes.masks import read_coco
-    from vlmrl.masktok.model import MaskTokenizer
     from vlmrl.masktok.tokens import mask_string
     from vlmrl.runs import atomic_write_text
 
-    tokenizer = MaskTokenizer.load(config.tokenizer)
+    tokenizer = _load_tokenizer(config.tokenizer)
     lines = []
     for entry in read_coco(config.coco):
         path = Path(config.images) / entry.file_name
@@ -93,14 +102,13 @@ def decode(config: DecodeConfig) -> None:
     from PIL import Image
 
     from vlmrl.data_recipes.masks import encode_rle
-    from vlmrl.masktok.model import MaskTokenizer
     from vlmrl.masktok.tokens import parse_masks
     from vlmrl.model.formats import FormatFailure
     from vlmrl.runs import atomic_write_json
 
     if not Path(config.image).is_file():
         raise typer.BadParameter(f"{config.image} does not exist", param_hint="'--image'")
-    tokenizer = MaskTokenizer.load(config.tokenizer)
+    tokenizer = _load_tokenizer(config.tokenizer)
     codes = parse_masks(
         config.tokens, tokenizer.config.codebook_size, tokenizer.config.levels, allow_empty=False
     )
@@ -118,6 +126,7 @@ def sft(config: SFTConfig) -> None:
     """SFT a VLM on referring segmentation and region captions with mask tokens."""
     from vlmrl.masktok.recipe import run_sft
 
+    _load_tokenizer(config.tokenizer)  # fail at the edge, before loading the VLM
     results = run_sft(config)
     before, after = results["before"]["refseg"], results["after"]["refseg"]
     typer.echo(
@@ -131,6 +140,7 @@ def rl(config: RLConfig) -> None:
     """GRPO on referring segmentation with the textual answer-matching reward."""
     from vlmrl.masktok.recipe import run_rl
 
+    _load_tokenizer(config.tokenizer)  # fail at the edge, before loading the VLM
     results = run_rl(config)
     typer.echo(
         f"refseg gIoU {results['before']['refseg']['gIoU']:.3f} -> {results['after']['refseg']['gIoU']:.3f}; "
@@ -141,9 +151,9 @@ def rl(config: RLConfig) -> None:
 @command(app, EvalConfig, name="eval", configs_directory=CONFIGS)
 def evaluate(config: EvalConfig) -> None:
     """Evaluate a VLM on refseg (gIoU, cIoU, N-acc) and region captioning."""
-    from vlmrl.masktok.recipe import evaluate_vlm, load_tokenizer, prepare_vlm
+    from vlmrl.masktok.recipe import evaluate_vlm, prepare_vlm
 
-    tokenizer = load_tokenizer(config.tokenizer)
+    tokenizer = _load_tokenizer(config.tokenizer)
     vlm = prepare_vlm(config.model, tokenizer)
     summary = evaluate_vlm(vlm, tokenizer, config, Path(config.out))
     for name, metrics in summary.items():

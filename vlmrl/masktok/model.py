@@ -295,9 +295,15 @@ class MaskTokenizer(nn.Module):
 
         from vlmrl.runs import read_json
 
+        shipped = str(directory) == "samtok-tiny"
         directory = Path(directory)
-        if str(directory) in ("samtok-tiny", "tiny"):
+        if shipped:
             directory = Path(__file__).resolve().parents[1] / "assets" / "samtok-tiny"
+            if not (directory / "model.safetensors").is_file():
+                raise FileNotFoundError(
+                    "no tokenizer is shipped as 'samtok-tiny' in this version; train one with "
+                    "`vlmrl samtok train --out DIR` and pass --tokenizer DIR/tokenizer"
+                )
         if not (directory / "config.json").is_file() or not (directory / "model.safetensors").is_file():
             raise FileNotFoundError(
                 f"{directory}: not a mask tokenizer (expected config.json and model.safetensors "

@@ -136,5 +136,10 @@ def test_coco_training_data_and_bad_inputs(tmp_path):
     data = MaskData(str(coco), str(tmp_path / "coco"))
     images, masks, owners = data.batch(0, 2, 10, 0)
     assert len(masks) == len(owners) and masks[0].shape == (32, 32)
+    from vlmrl.masktok.train import split_off_held_out
+
+    last_scene_masks = len(data.scene(1)[1])
+    held = split_off_held_out(data, 100)
+    assert data.size == 1 and len(held) == last_scene_masks  # the last of 2 scenes is held out
     with pytest.raises(ValueError, match="needs --images"):
         MaskData(str(coco), "")

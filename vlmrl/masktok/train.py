@@ -156,14 +156,26 @@ class MaskData:
 
 
 def held_out_masks(data: MaskData, count: int) -> list[tuple[Any, np.ndarray]]:
-    """The first `count` (image, mask) pairs of the held-out stream."""
+    """The first `count` (image, mask) pairs of a held-out stream (generated scenes)."""
     pairs: list[tuple[Any, np.ndarray]] = []
     index = 0
-    limit = count if data.size >= 10**9 else min(count, 10**9)
-    while len(pairs) < limit and index < min(data.size, 100 * count):
+    while len(pairs) < count and index < min(data.size, 100 * count):
         image, masks = data.scene(index)
         pairs.extend((image, mask) for mask in masks)
         index += 1
+    return pairs[:count]
+
+
+def split_off_held_out(data: MaskData, count: int) -> list[tuple[Any, np.ndarray]]:
+    """Hold out the last scenes of a file (up to `count` masks, at most half the scenes);
+    training then draws only from the scenes before them."""
+    pairs: list[tuple[Any, np.ndarray]] = []
+    index = data.size
+    while len(pairs) < count and index > (data.size + 1) // 2:
+        index -= 1
+        image, masks = data.scene(index)
+        pairs.extend((image, mask) for mask in masks)
+    data.size = index
     return pairs[:count]
 
 
@@ -236,8 +248,8 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict[str, Any]:
             ),
             config.eval_size,
         )
-    else:  # the last scenes of the file are held out; training draws from the rest
-        held_out = held_out_masks(train_data, config.eval_size)
+    else:
+        held_out = split_off_held_out(train_data, config.eval_size)
     decay = [p for p in tokenizer.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in tokenizer.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW(

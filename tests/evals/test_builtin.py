@@ -180,3 +180,41 @@ def test_env_success_over_a_fake_environment(tmp_path, scripted):
     stubborn = scripted(lambda c: "7")
     results = evaluate(stubborn, [task], out_dir=tmp_path / "b", resamples=10, show_progress=False)
     assert results["tasks"]["env-count"]["metrics"] == {"return": 0.0, "steps": 3.0, "success": 0.0}
+
+
+def test_refseg_image_conditioned_decoder_and_no_target_accuracy():
+    from PIL import Image
+
+    from vlmrl.evals.builtin import refseg_aggregate, refseg_score
+    from vlmrl.model.formats import FormatFailure
+
+    seen = []
+
+    def decoder(text, image):
+        seen.append(image.size)
+        if text == "none":
+            return np.zeros((image.height, image.width), bool)
+        if text == "bad":
+            return FormatFailure("no mask tokens")
+        return np.ones((image.height, image.width), bool)
+
+    decoder.uses_image = True
+    image = Image.new("RGB", (6, 4))
+    target = np.zeros((4, 6), bool)
+    target[:2, :3] = True
+    empty = np.zeros((4, 6), bool)
+    scores = [
+        refseg_score({"id": "a", "images": [image], "mask": target}, "<answer>all</answer>", decoder),
+        refseg_score({"id": "b", "images": [image], "mask": empty}, "<answer>none</answer>", decoder),
+        refseg_score({"id": "c", "images": [image], "mask": empty}, "<answer>all</answer>", decoder),
+        refseg_score({"id": "d", "images": [image], "mask": empty}, "<answer>bad</answer>", decoder),
+    ]
+    assert seen == [(6, 4)] * 4  # the decoder got the image itself
+    assert "no_target_correct" not in scores[0]
+    assert [s["no_target_correct"] for s in scores[1:]] == [1.0, 0.0, 0.0]  # unparseable is wrong
+    metrics = refseg_aggregate(scores)
+    assert metrics["N-acc"] == pytest.approx(1 / 3)
+    # gIoU: 6/24 for the whole-image guess, 1 for the right 'none', 0 for the others (the
+    # unparseable answer too, although its stand-in empty mask equals the empty truth).
+    assert metrics["gIoU"] == pytest.approx((0.25 + 1.0 + 0.0 + 0.0) / 4)
+    assert "N-acc" not in refseg_aggregate(scores[:1])

@@ -388,7 +388,10 @@ _MASK_DECODER: list[MaskDecoder] = []
 
 def register_mask_decoder(decoder: MaskDecoder) -> None:
     """Install the decoder refseg uses by default: (model text, (width, height)) -> bool mask
-    of shape (height, width), or a FormatFailure when the text holds no valid mask tokens."""
+    of shape (height, width), or a FormatFailure when the text holds no valid mask tokens.
+
+    A decoder that needs the pixels (SAMTok's decoder is conditioned on the image) sets the
+    attribute `uses_image = True` and is called as (model text, PIL image) instead."""
     _MASK_DECODER[:] = [decoder]
 
 
@@ -420,7 +423,10 @@ def refseg_score(doc: dict[str, Any], output: str, decoder: MaskDecoder) -> dict
     image = doc["images"][0]
     reference = np.asarray(doc["mask"], dtype=bool)
     answer, _ = extract_answer(output)
-    predicted = decoder(answer, (image.width, image.height))
+    if getattr(decoder, "uses_image", False):
+        predicted = decoder(answer, image)
+    else:
+        predicted = decoder(answer, (image.width, image.height))
     formatted = not isinstance(predicted, FormatFailure)
     if not formatted:
         predicted = np.zeros_like(reference)
@@ -431,20 +437,30 @@ def refseg_score(doc: dict[str, Any], output: str, decoder: MaskDecoder) -> dict
             f"expected (height, width) = {reference.shape}"
         )
     intersection, union = mask_intersection_union(predicted, reference)
-    return {
+    score = {
         "intersection": float(intersection),
         "union": float(union),
         "iou": 1.0 if union == 0 else intersection / union,
         "format": float(formatted),
     }
+    if not reference.any():  # a no-target expression (GRES): right only if nothing is predicted
+        score["no_target_correct"] = float(formatted and not predicted.any())
+        # An unparseable answer is not a correct "nothing here", though its empty mask matches.
+        score["iou"] = score["no_target_correct"]
+    return score
 
 
 def refseg_aggregate(scores: list[dict[str, Any]]) -> dict[str, float]:
-    return {
+    """cIoU, gIoU and format rate; N-acc (GRES) over no-target docs when there are any."""
+    metrics = {
         "cIoU": cumulative_iou([(s["intersection"], s["union"]) for s in scores]),
         "gIoU": generalized_iou([s["iou"] for s in scores]),
         "format": float(np.mean([s["format"] for s in scores])) if scores else 0.0,
     }
+    no_target = [s["no_target_correct"] for s in scores if "no_target_correct" in s]
+    if no_target:
+        metrics["N-acc"] = float(np.mean(no_target))
+    return metrics
 
 
 def refseg_task(

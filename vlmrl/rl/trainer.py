@@ -106,6 +106,7 @@ class Trainer:
         auxiliary_loss: Callable[[Any, list[Episode]], tuple[torch.Tensor, dict[str, float]]] | None = None,
         extra_modules: Sequence[torch.nn.Module] = (),
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
+        score_hidden_states: bool = False,
     ):
         config.validate()
         self.policy = policy
@@ -117,6 +118,9 @@ class Trainer:
         self.auxiliary_loss = auxiliary_loss
         self.extra_modules = list(extra_modules)
         self.callbacks = list(callbacks)
+        # The update's forward pass also returns last-layer hidden states, for an auxiliary
+        # loss that reads them (a value head on the policy's state: VL-DAC).
+        self.score_hidden_states = score_hidden_states
         self.loss_settings = LossSettings(**config.loss_settings_kwargs())
 
         distributed.initialise_from_environment()
@@ -331,9 +335,14 @@ class Trainer:
         size = self.config.micro_batch_size
         return [list(indices[i : i + size]) for i in range(0, len(indices), size)]
 
-    def _score(self, model: Any, episodes: list[Episode], *, entropy: bool = False):
+    def _score(
+        self, model: Any, episodes: list[Episode], *, entropy: bool = False, hidden_states: bool = False
+    ):
         scores = model.score(
-            [e.messages for e in episodes], entropy=entropy, temperature=self.config.temperature
+            [e.messages for e in episodes],
+            entropy=entropy,
+            temperature=self.config.temperature,
+            **({"hidden_states": True} if hidden_states else {}),
         )
         counts = scores.action_mask.sum(1).tolist()
         for episode, count in zip(episodes, counts):
@@ -422,7 +431,9 @@ class Trainer:
         for chunk in self._micro_batches(part):
             episodes = [batch.episodes[i] for i in chunk]
             need_entropy = True
-            scores = self._score(self.policy, episodes, entropy=need_entropy)
+            scores = self._score(
+                self.policy, episodes, entropy=need_entropy, hidden_states=self.score_hidden_states
+            )
             action_mask = scores.action_mask
             device = scores.logprobs.device
             advantages = batch.advantages[chunk].to(device)

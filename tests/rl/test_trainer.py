@@ -158,3 +158,41 @@ def test_warmup_cosine():
     assert warmup_cosine(1, 2, 10) == 1.0
     assert warmup_cosine(10, 2, 10, floor=0.1) == pytest.approx(0.1)
     assert np.isclose(warmup_cosine(6, 2, 10, floor=0.0), 0.5)
+
+
+def test_auxiliary_loss_can_read_hidden_states_of_the_update_pass(tmp_path, policy):
+    generations = policy.generate(
+        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=4, seed=2)
+    )
+    episodes = [
+        Episode(
+            messages=[{"role": "user", "content": "Hi."}, g.as_message()],
+            turns=[Turn(g.token_ids, g.logprobs, g.text)],
+            group="g",
+        )
+        for g in generations
+    ]
+    head = torch.nn.Linear(policy.model.config.text_config.hidden_size, 1)
+    seen = []
+
+    def value_regression(scores, batch):
+        seen.append(scores.hidden_states is not None)
+        rows = torch.arange(len(batch))
+        positions = torch.tensor([p[0] for p in scores.decision_positions])
+        values = head(scores.hidden_states[rows, positions].detach().float()).squeeze(-1)
+        return (values**2).mean(), {"value_loss": float(values.detach().pow(2).mean())}
+
+    config = TrainerConfig(steps=1, episodes_per_step=4, micro_batch_size=4, learning_rate=1e-2)
+    before = head.weight.detach().clone()
+    trainer = Trainer(
+        policy,
+        OfflineSource(episodes),
+        config,
+        tmp_path,
+        auxiliary_loss=value_regression,
+        extra_modules=[head],
+        score_hidden_states=True,
+    )
+    record = trainer.fit(resume=False)[0]
+    assert seen == [True] and "value_loss" in record
+    assert not torch.equal(head.weight, before)  # the extra module was optimised

@@ -228,3 +228,21 @@ def test_cli_rejects_bad_values_and_bad_files(tmp_path):
     result, received = invoke(["train", "--config", str(tmp_path / "absent.yaml")])
     assert result.exit_code == 2 and not received
     assert f"config file {tmp_path / 'absent.yaml'} does not exist" in plain(result.output)
+
+
+def test_bundled_config_names(tmp_path):
+    bundled = tmp_path / "configs"
+    bundled.mkdir()
+    write_yaml(bundled / "big-model.yaml", {"steps": 77, "model": "big"})
+    app = typer.Typer()
+    received = []
+    command(app, TrainSettings, name="train", bundled=bundled)(received.append)
+    command(app, TrainSettings, name="other")(received.append)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--config", "big-model"])
+    assert result.exit_code == 0, result.output
+    assert (received[-1].steps, received[-1].model) == (77, "big")
+    own = write_yaml(tmp_path / "own.yaml", {"steps": 3})
+    assert runner.invoke(app, ["train", "--config", str(own)]).exit_code == 0 and received[-1].steps == 3
+    result = runner.invoke(app, ["train", "--config", "nope"])
+    assert result.exit_code != 0 and "big-model" in plain(result.output)

@@ -133,8 +133,18 @@ def _typer_annotation(annotation: Any) -> Any:
     return base | None if optional else base
 
 
-def command(app: Any, config_class: type[ConfigT], name: str | None = None, help: str | None = None):
-    """Register `function(config)` on a typer app with one flag per config field."""
+def command(
+    app: Any,
+    config_class: type[ConfigT],
+    name: str | None = None,
+    help: str | None = None,
+    bundled: Path | None = None,
+):
+    """Register `function(config)` on a typer app with one flag per config field.
+
+    With `bundled` (a package's configs/ folder), `--config NAME` also finds `bundled/NAME.yaml`
+    when NAME is not a file.
+    """
     try:  # typer >= 0.23 runs on its own vendored click, whose context is not the external one's
         from typer._click.core import ParameterSource
         from typer._click.globals import get_current_context
@@ -179,6 +189,16 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
             config_file = kwargs.pop("config_file")
             context = get_current_context()
             values: dict[str, Any] = {}
+            if config_file is not None and bundled is not None and not config_file.exists():
+                named = bundled / f"{config_file}.yaml"
+                if named.is_file():
+                    config_file = named
+                else:
+                    names = sorted(p.stem for p in bundled.glob("*.yaml"))
+                    raise typer.BadParameter(
+                        f"{config_file} is neither a file nor a bundled config ({', '.join(names)})",
+                        param_hint="'--config'",
+                    )
             if config_file is not None:
                 try:
                     values = to_dict(load_yaml(config_class, config_file))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
@@ -14,7 +15,7 @@ app = typer.Typer(
 )
 
 
-@command(app, VLDACConfig, name="train")
+@command(app, VLDACConfig, name="train", bundled=Path(__file__).parent / "configs")
 def train(config: VLDACConfig) -> None:
     """Train with VL-DAC (or a baseline); held-out success before and after."""
     from rich.console import Console
@@ -89,8 +90,6 @@ class PlayConfig:
 @command(app, PlayConfig, name="play")
 def play(config: PlayConfig) -> None:
     """Play one episode; the replay (frames, actions, values, rewards) goes to OUT/episode.jsonl."""
-    from pathlib import Path
-
     from rich.console import Console
 
     from vlmrl.model import VLM, SamplingParams

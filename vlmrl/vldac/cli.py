@@ -22,6 +22,10 @@ def train(config: VLDACConfig) -> None:
 
     from vlmrl.vldac.recipe import run_vldac
 
+    try:
+        config.validate()
+    except ValueError as error:  # a usage error naming the option, not a traceback
+        raise typer.BadParameter(str(error)) from error
     results = run_vldac(config)
     Console().print(
         f"{config.world} success {results['before']['success']:.3f} -> {results['after']['success']:.3f} "
@@ -55,6 +59,7 @@ def evaluate_world(config: WorldEvalConfig) -> None:
     from vlmrl.vldac.recipe import parse_world_options, summarise
     from vlmrl.vldac.rollouts import world_task
 
+    _check_world(config.world, config.world_options)
     task = world_task(
         config.world,
         config.episodes,
@@ -97,6 +102,7 @@ def play(config: PlayConfig) -> None:
     from vlmrl.vldac.recipe import parse_world_options
     from vlmrl.vldac.rollouts import load_value_head, play_episodes
 
+    _check_world(config.env, config.world_options)
     policy = VLM.load(config.model)
     head_path = (
         Path(config.value_head) if config.value_head else Path(config.model) / "value_head.safetensors"
@@ -116,3 +122,14 @@ def play(config: PlayConfig) -> None:
         f"{config.env} seed {config.seed}: {len(replay['steps'])} steps, return {episode.info['return']:.2f}, "
         f"success {replay['success']}; replay in {path}"
     )
+
+
+def _check_world(name: str, options: str) -> None:
+    from vlmrl.envs import world_spec
+    from vlmrl.vldac.recipe import parse_world_options
+
+    try:
+        world_spec(name)
+        parse_world_options(options)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error

@@ -42,18 +42,18 @@ class VLDACConfig(TrainerConfig):
         "vl-dac", help=f"Algorithm: {', '.join(ALGORITHMS)} (the paper's ablation baselines)."
     )
     worlds: int = option(
-        8, help="Worlds stepped in parallel; episodes_per_step / worlds steps each per rollout."
+        16, help="Worlds stepped in parallel; episodes_per_step / worlds steps each per rollout."
     )
     gamma: float = option(0.0, help="GAE discount (0: the world's default, 0.9 navigation, 0.99 otherwise).")
     gae_lambda: float = option(0.95, help="GAE lambda.")
     value_coef: float = option(0.5, help="Coefficient of the clipped value loss.")
     value_clip: float = option(0.1, help="Value clipping range (the reference uses the PPO clip).")
     value_warmup: int = option(2, help="First updates that train only the value head.")
-    value_widths: str = option("3072,2048", help="Hidden widths of the value MLP (the reference: 3072,2048).")
+    value_widths: str = option("256,256", help="Hidden widths of the value MLP (the reference: 3072,2048).")
     thought_weight: float = option(0.5, help="rl4vlm: weight lambda of the thought tokens' log-probability.")
-    max_new_tokens: int = option(32, help="Most tokens per reply.")
+    max_new_tokens: int = option(24, help="Most tokens per reply.")
     format_warmup_steps: int = option(
-        0, help="SFT steps on the JSON reply format with uniformly random valid actions before RL (0: none)."
+        80, help="SFT steps on the JSON reply format with uniformly random valid actions before RL (0: none)."
     )
     format_warmup_learning_rate: float = option(1e-3, help="Learning rate of the format warm-up.")
     format_warmup_batch: int = option(16, help="Conversations per format warm-up step.")
@@ -66,12 +66,12 @@ class VLDACConfig(TrainerConfig):
     lora_dropout: float = option(0.1, help="LoRA dropout (the reference: 0.1).")
     threads: int = option(0, help="torch threads (0: torch's default).")
     # Trainer defaults: the CPU miniature on tiny (configs/ hold the paper's 7B settings).
-    steps: int = option(30, help="PPO updates (one rollout each).")
+    steps: int = option(16, help="PPO updates (one rollout each).")
     episodes_per_step: int = option(
-        128, help="Environment steps per rollout over all worlds (the reference's num_steps)."
+        64, help="Environment steps per rollout over all worlds (the reference's num_steps)."
     )
     ppo_epochs: int = option(2, help="PPO epochs per rollout.")
-    minibatches: int = option(4, help="Optimizer steps per PPO epoch.")
+    minibatches: int = option(2, help="Optimizer steps per PPO epoch.")
     micro_batch_size: int = option(32, help="Steps per forward/backward pass.")
     learning_rate: float = option(1e-4, help="Peak learning rate (the reference: 1e-6 on 7B).")
     min_learning_rate_ratio: float = option(
@@ -84,7 +84,7 @@ class VLDACConfig(TrainerConfig):
     aggregation: str = option(
         "seq_mean", help="Loss aggregation: each step's token mean, then the mean over steps."
     )
-    temperature: float = option(1.0, help="Sampling temperature (the reference: 0.2 on 7B).")
+    temperature: float = option(0.3, help="Sampling temperature (the reference: 0.2).")
     save_samples_every: int = option(
         5, help="Save the rollout's steps and whole-episode replays every N updates."
     )

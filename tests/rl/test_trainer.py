@@ -183,6 +183,11 @@ def test_source_rollout_metrics_are_logged(tmp_path, policy):
 def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
     generations = policy.generate(
         [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=2, seed=3)
+
+
+def test_auxiliary_loss_can_read_hidden_states_of_the_update_pass(tmp_path, policy):
+    generations = policy.generate(
+        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=4, seed=2)
     )
     episodes = [
         Episode(
@@ -207,3 +212,29 @@ def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
     trainer.fit(resume=False)
     rows, actions, grad = seen[0]
     assert rows == actions and grad
+
+
+    head = torch.nn.Linear(policy.model.config.text_config.hidden_size, 1)
+    seen = []
+
+    def value_regression(scores, batch):
+        seen.append(scores.hidden_states is not None)
+        rows = torch.arange(len(batch))
+        positions = torch.tensor([p[0] for p in scores.decision_positions])
+        values = head(scores.hidden_states[rows, positions].detach().float()).squeeze(-1)
+        return (values**2).mean(), {"value_loss": float(values.detach().pow(2).mean())}
+
+    config = TrainerConfig(steps=1, episodes_per_step=4, micro_batch_size=4, learning_rate=1e-2)
+    before = head.weight.detach().clone()
+    trainer = Trainer(
+        policy,
+        OfflineSource(episodes),
+        config,
+        tmp_path,
+        auxiliary_loss=value_regression,
+        extra_modules=[head],
+        score_hidden_states=True,
+    )
+    record = trainer.fit(resume=False)[0]
+    assert seen == [True] and "value_loss" in record
+    assert not torch.equal(head.weight, before)  # the extra module was optimised

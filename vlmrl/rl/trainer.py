@@ -109,6 +109,7 @@ class Trainer:
         extra_modules: Sequence[torch.nn.Module] = (),
         callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = (),
         score_distributions: bool = False,
+        score_hidden_states: bool = False,
     ):
         config.validate()
         self.policy = policy
@@ -123,6 +124,9 @@ class Trainer:
         # The auxiliary loss sees the policy's full distributions at action tokens (logit
         # distillation: Masters' JSD to a teacher).
         self.score_distributions = score_distributions
+        # The update's forward pass also returns last-layer hidden states, for an auxiliary
+        # loss that reads them (a value head on the policy's state: VL-DAC).
+        self.score_hidden_states = score_hidden_states
         self.loss_settings = LossSettings(**config.loss_settings_kwargs())
 
         distributed.initialise_from_environment()
@@ -346,9 +350,18 @@ class Trainer:
         return [list(indices[i : i + size]) for i in range(0, len(indices), size)]
 
     def _score(
-        self, model: Any, episodes: list[Episode], *, entropy: bool = False, distributions: bool = False
+        self,
+        model: Any,
+        episodes: list[Episode],
+        *,
+        entropy: bool = False,
+        distributions: bool = False,
+        hidden_states: bool = False,
     ):
+        # Only ask for the extras when used, so plain policies (and test doubles) need not know them.
         options = {"distributions": True} if distributions else {}
+        if hidden_states:
+            options["hidden_states"] = True
         scores = model.score(
             [e.messages for e in episodes], entropy=entropy, temperature=self.config.temperature, **options
         )
@@ -440,7 +453,11 @@ class Trainer:
             episodes = [batch.episodes[i] for i in chunk]
             need_entropy = True
             scores = self._score(
-                self.policy, episodes, entropy=need_entropy, distributions=self.score_distributions
+                self.policy,
+                episodes,
+                entropy=need_entropy,
+                distributions=self.score_distributions,
+                hidden_states=self.score_hidden_states,
             )
             action_mask = scores.action_mask
             device = scores.logprobs.device

@@ -133,8 +133,32 @@ def _typer_annotation(annotation: Any) -> Any:
     return base | None if optional else base
 
 
-def command(app: Any, config_class: type[ConfigT], name: str | None = None, help: str | None = None):
-    """Register `function(config)` on a typer app with one flag per config field."""
+def resolve_config_path(value: str | Path, configs_directory: str | Path | None = None) -> Path:
+    """`--config` as given: an existing file, else a bundled config NAME (`NAME.yaml` in
+    `configs_directory`); otherwise an error that lists the bundled names."""
+    path = Path(value)
+    if path.is_file() or configs_directory is None:
+        return path
+    directory = Path(configs_directory)
+    for candidate in (directory / str(value), directory / f"{value}.yaml"):
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+    raise ConfigError(
+        f"config {value} is neither a file nor a bundled config (bundled: {', '.join(names) or 'none'})"
+    )
+
+
+def command(
+    app: Any,
+    config_class: type[ConfigT],
+    name: str | None = None,
+    help: str | None = None,
+    configs_directory: str | Path | None = None,
+):
+    """Register `function(config)` on a typer app with one flag per config field.
+
+    With `configs_directory`, `--config NAME` also loads a bundled `NAME.yaml` from it."""
     try:  # typer >= 0.23 runs on its own vendored click, whose context is not the external one's
         from typer._click.core import ParameterSource
         from typer._click.globals import get_current_context
@@ -151,7 +175,11 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
                 "config_file",
                 inspect.Parameter.KEYWORD_ONLY,
                 default=typer.Option(
-                    None, "--config", help="YAML file with option values; flags given here win."
+                    None,
+                    "--config",
+                    help="YAML file with option values"
+                    + (" (or a bundled config's name)" if configs_directory else "")
+                    + "; flags given here win.",
                 ),
                 annotation=Path | None,
             )
@@ -181,7 +209,9 @@ def command(app: Any, config_class: type[ConfigT], name: str | None = None, help
             values: dict[str, Any] = {}
             if config_file is not None:
                 try:
-                    values = to_dict(load_yaml(config_class, config_file))
+                    values = to_dict(
+                        load_yaml(config_class, resolve_config_path(config_file, configs_directory))
+                    )
                 except ConfigError as error:  # a usage error, not a traceback
                     raise typer.BadParameter(str(error), param_hint="'--config'") from error
             for key, value in kwargs.items():

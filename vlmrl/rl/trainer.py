@@ -255,7 +255,10 @@ class Trainer:
             torch.tensor(float(sum(e.action_token_count for e in episodes)))
         ).item()
         lengths = [e.action_token_count for e in episodes]
+        # A source may report on its own collection (e.g. dynamic sampling's dropped groups).
+        source_metrics = getattr(self.source, "rollout_metrics", None)
         return {
+            **(source_metrics() if callable(source_metrics) else {}),
             **reward_metrics,
             **update_metrics,
             "advantage_abs_mean": float(advantages.abs().mean()),

@@ -48,9 +48,10 @@ class GroundingCall:
 
 
 def format_grounding(bbox: list[float] | tuple[float, ...], source: int = 0) -> str:
-    """The call text for a normalised box (two decimals, as the cold start writes it)."""
+    """The call text for a normalised box, at most two decimals ("0.33", "0.5", "1"): short
+    numbers are fewer tokens for the tiny's byte-level tokenizer."""
     name = "original_image" if source == 0 else f"observation_{source}"
-    numbers = ", ".join(f"{float(v):.2f}" for v in bbox)
+    numbers = ", ".join(f"{float(v):.2f}".rstrip("0").rstrip(".") for v in bbox)
     return f'{GROUNDING_OPEN}{{"bbox_2d": [{numbers}], "source": "{name}"}}{GROUNDING_CLOSE}'
 
 

@@ -81,6 +81,9 @@ class MiniO3Config(TrainerConfig):
     learning_rate: float = option(2e-5, help="RL peak learning rate (reference 1e-6 on 7B).")
     epsilon_high: float = option(0.3, help="PPO clip range above 1 (reference 0.3).")
     mask_truncated: bool = option(True, help="Over-turn masking: over-turn episodes leave the loss.")
+    save_samples_every: int = option(
+        5, help="Save the step's episodes (with replays) to samples/ every N steps."
+    )
     max_length: int = option(48, help="token_sum_norm constant (unused with token_mean).")
 
     def validate(self) -> None:
@@ -243,12 +246,10 @@ def probe_task(config: MiniO3Config, samples: int) -> Any:
         trajectories = search(vlm, batch, sampling, tools, limits)
         results = []
         for doc, trajectory in zip(batch, trajectories):
-            curve = budget_curve([trajectory], [doc["answer"]], budgets)
+            curve = budget_curve([trajectory], [doc["answer"]], sorted({*budgets, config.eval_turns}))
             score = {
-                "accuracy": curve[config.eval_turns]
-                if config.eval_turns in curve
-                else budget_curve([trajectory], [doc["answer"]], [config.eval_turns])[config.eval_turns],
-                **{f"accuracy@{b}": value for b, value in curve.items()},
+                "accuracy": curve[config.eval_turns],  # at the test-time budget
+                **{f"accuracy@{b}": curve[b] for b in budgets},
                 "answered": float(trajectory.answer is not None),
                 "turns": float(trajectory.turns),
                 "tool_calls": float(trajectory.calls),
@@ -308,7 +309,7 @@ def evaluate_probe(policy: Any, config: MiniO3Config, name: str) -> dict[str, An
         summary[label] = {
             "accuracy": metrics["accuracy"],
             "interval": results["tasks"][task.name]["intervals"].get("accuracy"),
-            "curve": {b: metrics[f"accuracy@{b}"] for b in config.budgets},
+            "curve": {str(b): metrics[f"accuracy@{b}"] for b in config.budgets},
             "by_difficulty": {d: metrics.get(f"accuracy/{d}") for d in config.difficulty_list},
             "tool_calls": metrics.get("tool_calls"),
             "overturn": metrics.get("overturn"),
@@ -332,7 +333,7 @@ def plot_curves(results: dict[str, Any], path: Path, training_turns: int) -> Pat
             curve = results.get(stage, {}).get(label, {}).get("curve")
             if curve:
                 budgets = sorted(int(b) for b in curve)
-                axis.plot(budgets, [curve[b] for b in budgets], marker="o", label=f"{stage} ({label})")
+                axis.plot(budgets, [curve[str(b)] for b in budgets], marker="o", label=f"{stage} ({label})")
     axis.axvline(training_turns, color="gray", linestyle=":", label="training budget")
     axis.set_xlabel("test-time turn budget")
     axis.set_ylabel("accuracy")

@@ -172,6 +172,10 @@ def main() -> None:
         "ratio": ours_rate / peer_rate,
         "goal": 3.0,
     }
+    from vlmrl.model import precision
+
+    results["cpu"] = precision.describe()
+    console.print(precision.summary_line())
     path = atomic_write_json(Path(arguments.out) / "results.json", results)
     console.print(f"saved {path}")
 

@@ -199,6 +199,10 @@ def main() -> None:
         "goal_ratio": 3.0,
         "goal_met": goal_met,
     }
+    from vlmrl.model import precision
+
+    result["cpu"] = precision.describe()
+    console.print(precision.summary_line())
     atomic_write_json(arguments.out, result)
     console.print(f"wrote {arguments.out}")
 

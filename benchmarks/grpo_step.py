@@ -245,6 +245,10 @@ def main() -> None:
         "speedup_seconds_per_step": trl["seconds_per_step"] / ours["seconds_per_step"],
         "update_utilisation_of_peak": utilisation,
     }
+    from vlmrl.model import precision
+
+    result["cpu"] = precision.describe()
+    console.print(precision.summary_line())
     atomic_write_json(args.out, result)
     console.print(f"saved {args.out}")
 

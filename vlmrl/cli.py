@@ -79,6 +79,16 @@ def info() -> None:
     table.add_row(
         "device", torch.cuda.get_device_name(0) if gpu else f"cpu ({torch.get_num_threads()} threads)"
     )
+    from vlmrl.model import precision
+
+    facts = precision.describe("cuda" if gpu else "cpu")
+    table.add_row("CPU capability", str(facts["cpu_capability"]))
+    table.add_row(
+        "native CPU bf16",
+        ("yes" if facts["native_bf16"] else "no (bf16 would be emulated, about 100x slower)")
+        + f" (by {facts['detected_by']}; ONEDNN_MAX_CPU_ISA {facts['onednn_max_cpu_isa']})",
+    )
+    table.add_row("training dtype (auto)", str(facts["training_dtype"]))
     for package, label in (("lmms_eval", "lmms-eval"), ("vllm", "vLLM")):
         usable = importlib.util.find_spec(package) is not None
         note = "usable" if usable else "not installed"

@@ -72,6 +72,11 @@ class PretrainConfig:
         help="Continue from this model (a directory or 'tiny') instead of random weights; alignment is skipped.",
     )
     threads: int = option(0, help="torch threads (0: torch's default).")
+    dtype: str = option(
+        "auto",
+        help="Compute dtype: auto (bf16 autocast only where the device runs bf16 natively, "
+        "else float32), float32, bfloat16.",
+    )
     install: bool = option(
         False, help="Copy the trained model into vlmrl/assets/<name> (the shipped default)."
     )
@@ -346,6 +351,7 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
     from rich.progress import Progress
 
     from vlmrl.data_recipes import shapes
+    from vlmrl.model import precision
 
     visual = vlm.model.model.visual
     merge = visual.spatial_merge_size * visual.config.patch_size
@@ -384,7 +390,7 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
                 raise ValueError(
                     f"resolution {config.resolution} must be a multiple of {merge} within the processor budget"
                 )
-            with torch.autocast(vlm.device.type, dtype=torch.bfloat16):
+            with precision.autocast(vlm.device, config.dtype):
                 features = visual(
                     inputs["pixel_values"].to(vlm.device), grid_thw=grid.to(vlm.device)
                 ).pooler_output
@@ -495,6 +501,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_steps,
         seed=config.seed,
+        dtype=config.dtype,
     )
     started = time.time()
     train_sft(
@@ -519,10 +526,13 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     logger.log(config.steps, {f"final/{k}": v for k, v in final.items()})
     logger.close()
     model_directory = vlm.save(directory / "model")
+    from vlmrl.model import precision
+
     summary = {
         "name": config.name,
         "parameters": vlm.parameter_count(),
         "training_minutes": round(minutes, 2),
+        "measured_on": precision.summary_line(vlm.device),
         "config": dataclasses.asdict(config),
         "eval": final,
     }
@@ -543,7 +553,7 @@ def write_model_card(directory: Path, summary: dict[str, Any]) -> None:
 
 A Qwen2.5-VL-architecture model with {summary["parameters"] / 1e6:.2f} M parameters, trained
 from random initialisation by `vlmrl pretrain tiny --steps {config["steps"]} --seed {config["seed"]}`
-({summary["training_minutes"]} minutes on CPU), on freshly rendered shapes-world scenes with the
+({summary["training_minutes"]} minutes on CPU: {summary.get("measured_on", "capability not recorded")}), on freshly rendered shapes-world scenes with the
 project's offline byte-level BPE tokenizer.
 
 Skills (mixture `{config["mixture"]}`): shapes QA with answers in `<answer>` tags, captions,
@@ -578,5 +588,8 @@ def install(model_directory: Path, name: str) -> Path:
 @command(app, PretrainConfig, name="tiny")
 def tiny(config: PretrainConfig) -> None:
     """Pretrain the tiny default (or tiny-teacher) from scratch and write its model card."""
+    from vlmrl.model import precision
+
+    typer.echo(precision.summary_line())
     summary = pretrain(config)
     typer.echo(json.dumps(summary["eval"], indent=2))

@@ -71,3 +71,27 @@ def test_sft_learns_a_fixed_batch():
     settings = SFTSettings(steps=30, learning_rate=3e-3, warmup_steps=2, log_every=1)
     history = train_sft(policy, lambda step: fixed, settings)
     assert history[-1]["loss"] < 0.2 * history[0]["loss"], (history[0]["loss"], history[-1]["loss"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_sft_computes_in_the_dtype_the_precision_module_decides(monkeypatch, native):
+    """bf16 autocast only on a CPU with native bf16; float32 (no autocast) where it is emulated."""
+    from vlmrl.model import precision
+
+    facts = precision.CpuPrecision("AVX512" if native else "AVX2", native, "", native, "cpu flags")
+    monkeypatch.setattr(precision, "cpu_precision", lambda: facts)
+    policy = tiny_policy(seed=5)
+    seen = []
+    score = policy.score
+
+    def recording_score(*args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "score", recording_score)
+    train_sft(policy, batch, SFTSettings(steps=1, log_every=1, prefetch=False))
+    assert len(seen) == 1
+    enabled, dtype = seen[0]
+    assert enabled is native
+    if native:
+        assert dtype == torch.bfloat16

@@ -20,6 +20,7 @@ import torch
 
 from vlmrl.model.encoding import ConversationEncoder, ConversationError, Encoded, collate_vision
 from vlmrl.model.families import Family, family_for
+from vlmrl.model.precision import weights_dtype
 from vlmrl.model.types import Conversation, Generation, SamplingParams, TokenScores
 
 TINY_DIRECTORY = Path(__file__).resolve().parent.parent / "assets" / "tiny"
@@ -35,23 +36,6 @@ class LoraSettings:
     alpha: int = 32
     dropout: float = 0.0
     target_modules: Any = "all-linear"
-
-
-def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {
-        "float32": torch.float32,
-        "fp32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "bf16": torch.bfloat16,
-    }
-    table.update({"float16": torch.float16, "fp16": torch.float16})
-    if dtype not in table:
-        raise ValueError(f"dtype '{dtype}' is not one of auto/{'/'.join(table)}")
-    return table[dtype]
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -111,7 +95,7 @@ class VLM:
         from transformers import AutoConfig, AutoProcessor
 
         torch_device = _resolve_device(device)
-        torch_dtype = _resolve_dtype(dtype, torch_device)
+        torch_dtype = weights_dtype(torch_device, dtype)
         spec = str(spec)
         if spec in ("tiny", "tiny-teacher"):
             from vlmrl.model.tiny import load_tiny

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vlmrl.model import VLM, Conversation, TokenScores
+from vlmrl.model import VLM, Conversation, TokenScores, precision
 
 
 @dataclass
@@ -28,8 +28,10 @@ class SFTSettings:
     micro_batches: int = 1  # split each step's batch into this many forward/backward passes
     seed: int = 0
     log_every: int = 10
-    # bf16 autocast roughly halves step time on CPUs with bf16 matmul (weights stay fp32).
-    bf16_autocast: bool = True
+    # Compute dtype (weights stay as loaded): "auto" asks vlmrl.model.precision, which picks
+    # bf16 autocast only where the device runs it natively (about 2x faster on such CPUs,
+    # about 100x slower where bf16 is emulated); "float32" turns autocast off.
+    dtype: str = "auto"
     # Build the next step's batch in a background thread while this step trains (rendering
     # and tokenising generated data costs about half a step on 2 CPU cores). Batches are a
     # function of the step, so prefetching changes no result.
@@ -83,6 +85,7 @@ def train_sft(
         optimizer, lambda step: warmup_cosine(step, settings.warmup_steps, settings.steps)
     )
     history: list[dict[str, Any]] = []
+    compute_dtype = precision.autocast_dtype(vlm.device, settings.dtype)  # warns on emulated bf16
     vlm.model.train()
     running_loss, running_tokens, started = 0.0, 0, time.time()
     columns = [
@@ -113,7 +116,7 @@ def train_sft(
                     if not chunk:
                         continue
                     with torch.autocast(
-                        vlm.device.type, dtype=torch.bfloat16, enabled=settings.bf16_autocast
+                        vlm.device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32
                     ):
                         scores = vlm.score(chunk)
                     # Sum over tokens here and divide by the step's token count below, so

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import assistant_turns
 from PIL import Image
+from toolloop_helpers import assistant_turns
 
 from vlmrl.evals.interactive import LoopLimits, overturn_reason, run_tool_loop
 from vlmrl.model import SamplingParams

@@ -67,7 +67,12 @@ def test_a_random_token_policy_completes_with_format_penalties(tmp_path):
         max_rounds=2,
     )
     config = TrainerConfig(
-        steps=1, episodes_per_step=4, micro_batch_size=4, learning_rate=1e-3, mask_truncated=True
+        steps=1,
+        episodes_per_step=4,
+        micro_batch_size=4,
+        learning_rate=1e-3,
+        mask_truncated=True,
+        save_samples_every=1,
     )
     trainer = Trainer(
         policy, source, config, tmp_path, rewards=[RewardFunction("reward", reward, per_episode=True)]
@@ -76,6 +81,10 @@ def test_a_random_token_policy_completes_with_format_penalties(tmp_path):
     assert record["reward_mean"] == 0.0  # random text: no answer, no format credit
     assert "rollout/dropped_groups" in record and record["rollout/topped_up_groups"] == 2.0
     assert (tmp_path / "metrics.jsonl").is_file()
+    # the saved samples carry the report's replay, images by order of appearance
+    line = (tmp_path / "samples" / "step-1.jsonl").read_text().splitlines()[0]
+    replay = json.loads(line)["info"]["replay"]
+    assert replay["kind"] == "tool_trajectory" and replay["correct"] is False and "steps" in replay
 
 
 def test_bundled_reference_config_loads():
@@ -132,3 +141,28 @@ def test_cli_coldstart_writes_episodes(tmp_path):
     assert len(episodes) == 3 and all("<answer>" in e.turns[-1].text for e in episodes)
     line = json.loads((tmp_path / "coldstart" / "trajectories.jsonl").read_text().splitlines()[0])
     assert line["messages"][0]["content"][0]["type"] == "image"
+
+
+def test_probe_evaluation_through_the_harness_gives_the_budget_curve(tmp_path, scripted):
+    from toolloop_helpers import assistant_turns
+
+    from vlmrl.toolloop.grounding import format_grounding
+    from vlmrl.toolloop.recipe import evaluate_probe, plot_curves
+
+    def reply(conversation):
+        # zoom twice, then answer "red" (right for red targets' colour questions only)
+        turns = assistant_turns(conversation)
+        return format_grounding([0, 0, 0.5, 0.5]) if turns < 2 else "<think>x</think><answer>red</answer>"
+
+    config = MiniO3Config(
+        out=str(tmp_path), eval_size=4, eval_samples=2, eval_turns=4, curve_budgets="1,2,3,4", tile=84
+    )
+    summary = evaluate_probe(scripted(reply), config, "scripted")
+    for label in ("greedy", "sampled"):
+        curve = summary[label]["curve"]
+        assert curve["1"] == curve["2"] == 0.0 and curve["3"] == curve["4"] == summary[label]["accuracy"]
+        assert summary[label]["tool_calls"] == 2.0 and summary[label]["overturn"] == 0.0
+        assert set(summary[label]["by_difficulty"]) == {"easy", "medium"}
+    results = tmp_path / "eval" / "scripted" / "sampled" / "results.json"
+    assert json.loads(results.read_text())["tasks"]["mini-probe-avg2"]["count"] == 8  # 4 records x 2 samples
+    assert plot_curves({"model": summary}, tmp_path / "curve.png", 3).is_file()

@@ -132,6 +132,10 @@ def run_tool_loop(
     """
     if not tools:
         raise ValueError("run_tool_loop needs at least one tool")
+    context_length = getattr(vlm, "context_length", None)
+    if limits.context_budget and callable(context_length):
+        # Never plan past what the model can hold: generate would refuse the next turn.
+        limits = dataclasses.replace(limits, context_budget=min(limits.context_budget, context_length()))
     if limits.stop_at_calls:
         stops = list(dict.fromkeys([*sampling.stop, *(t.stop for t in tools if t.stop)]))
         sampling = dataclasses.replace(sampling, stop=stops)

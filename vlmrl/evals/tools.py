@@ -99,3 +99,69 @@ def tool_message(result: ZoomResult | ToolFailure) -> dict[str, Any]:
             {"type": "text", "text": ZOOM_RESULT.format(x0=x0, y0=y0, x1=x1, y1=y1)},
         ],
     }
+
+
+# ----------------------------------------------------------------------------- tool registry
+
+
+@dataclass
+class ToolOutcome:
+    """What one tool call produced: the observation turn to append, and what to record.
+
+    `image` is the new observation image (None after a failure); `failure` says why the call
+    could not run (a format error the loop counts); `details` is JSON-able bookkeeping for
+    replays (box, source, crop size).
+    """
+
+    message: dict[str, Any]
+    image: Image.Image | None = None
+    failure: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class Tool:
+    """A tool the multi-turn loop can run (`vlmrl.evals.interactive.run_tool_loop`).
+
+    A tool names the closing tag that ends a turn calling it (`stop`, so generation can stop
+    there and the tool runs between turns), says whether a turn calls it (`detect`), and runs
+    the call (`run`) on the episode's images: image 0 is the original, image i the i-th
+    observation. `run` must be total: any malformed call becomes a `ToolOutcome` with a
+    `failure`, never an exception. Subclasses override `detect` and `run`.
+    """
+
+    name = "tool"
+    stop = ""
+
+    def detect(self, text: str) -> bool:
+        raise NotImplementedError
+
+    def run(self, text: str, images: list[Image.Image], turn: int) -> ToolOutcome:
+        raise NotImplementedError
+
+
+class ZoomTool(Tool):
+    """The `<tool_call>` zoom dialect: pixel boxes of the original image, a "tool" turn back."""
+
+    name = "zoom"
+    stop = "</tool_call>"
+
+    def __init__(self, output_side: int = 336):
+        self.output_side = output_side
+
+    def detect(self, text: str) -> bool:
+        return not isinstance(parse_tool_call(text), FormatFailure)
+
+    def run(self, text: str, images: list[Image.Image], turn: int) -> ToolOutcome:
+        result = run_zoom_call(text, images[0], self.output_side)
+        message = tool_message(result)
+        if isinstance(result, ToolFailure):
+            return ToolOutcome(message, failure=result.reason, details={"error": result.reason})
+        x0, y0, x1, y1 = result.box
+        width, height = images[0].size
+        details = {
+            "source": "original_image",
+            "bbox": [x0 / width, y0 / height, x1 / width, y1 / height],
+            "crop_size": list(result.image.size),
+            "error": None,
+        }
+        return ToolOutcome(message, image=result.image, details=details)

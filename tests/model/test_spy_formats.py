@@ -10,20 +10,23 @@ from vlmrl.model.formats import (
     ABSTAIN,
     FormatFailure,
     format_boxed,
-    parse_boxed,
     parse_clue,
+    parse_first_boxed,
     parse_spy_vote,
     reasoning_before_answer,
 )
 
 
 def test_boxed_first_block_with_nested_braces():
-    assert parse_boxed("think... \\boxed{The {red} cube is left} and \\boxed{2}") == "The {red} cube is left"
-    assert parse_boxed(format_boxed("3", "Player 3 saw green.")) == "3"
-    assert isinstance(parse_boxed("\\boxed{"), FormatFailure)
-    assert isinstance(parse_boxed("\\boxed{  }"), FormatFailure)
-    assert isinstance(parse_boxed("no box"), FormatFailure)
-    assert isinstance(parse_boxed(None), FormatFailure)
+    assert (
+        parse_first_boxed("think... \\boxed{The {red} cube is left} and \\boxed{2}")
+        == "The {red} cube is left"
+    )
+    assert parse_first_boxed(format_boxed("3", "Player 3 saw green.")) == "3"
+    assert isinstance(parse_first_boxed("\\boxed{"), FormatFailure)
+    assert isinstance(parse_first_boxed("\\boxed{  }"), FormatFailure)
+    assert isinstance(parse_first_boxed("no box"), FormatFailure)
+    assert isinstance(parse_first_boxed(None), FormatFailure)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +74,12 @@ def test_parsers_are_total_on_random_text():
     alphabet = "\\boxed{}<answer></answer>N/A 0123456789 player{}\n"
     for _ in range(2000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
-        for result in (parse_spy_vote(text, 4), parse_clue(text), parse_clue(text, False), parse_boxed(text)):
+        for result in (
+            parse_spy_vote(text, 4),
+            parse_clue(text),
+            parse_clue(text, False),
+            parse_first_boxed(text),
+        ):
             assert result is not None
         vote = parse_spy_vote(text, 4)
         assert isinstance(vote, FormatFailure) or vote == ABSTAIN or 1 <= vote <= 4

@@ -183,11 +183,6 @@ def test_source_rollout_metrics_are_logged(tmp_path, policy):
 def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
     generations = policy.generate(
         [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=2, seed=3)
-
-
-def test_auxiliary_loss_can_read_hidden_states_of_the_update_pass(tmp_path, policy):
-    generations = policy.generate(
-        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=4, seed=2)
     )
     episodes = [
         Episode(
@@ -214,6 +209,18 @@ def test_auxiliary_loss_can_read_hidden_states_of_the_update_pass(tmp_path, poli
     assert rows == actions and grad
 
 
+def test_auxiliary_loss_can_read_hidden_states_of_the_update_pass(tmp_path, policy):
+    generations = policy.generate(
+        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=4, seed=2)
+    )
+    episodes = [
+        Episode(
+            messages=[{"role": "user", "content": "Hi."}, g.as_message()],
+            turns=[Turn(g.token_ids, g.logprobs, g.text)],
+            group="g",
+        )
+        for g in generations
+    ]
     head = torch.nn.Linear(policy.model.config.text_config.hidden_size, 1)
     seen = []
 

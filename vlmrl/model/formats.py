@@ -225,7 +225,7 @@ def format_boxed(value: str, thought: str | None = None) -> str:
     return f"{prefix}{_BOXED_OPEN}{value}}}"
 
 
-def parse_boxed(text: Any) -> str | FormatFailure:
+def parse_first_boxed(text: Any) -> str | FormatFailure:
     """The stripped content of the first `\\boxed{...}` (nested braces allowed), or why there is none."""
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
@@ -258,7 +258,7 @@ def parse_clue(text: Any, require_box: bool = True) -> str | FormatFailure:
     also a bare sentence (the first non-empty line: the embedded default's clue format)."""
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
-    boxed = parse_boxed(text)
+    boxed = parse_first_boxed(text)
     if not isinstance(boxed, FormatFailure):
         return boxed
     answer = parse_answer(text)
@@ -279,7 +279,7 @@ def parse_spy_vote(text: Any, players: int) -> int | str | FormatFailure:
     """
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
-    value = parse_boxed(text)
+    value = parse_first_boxed(text)
     if isinstance(value, FormatFailure):
         value = parse_answer(text)
     if isinstance(value, FormatFailure):

@@ -126,7 +126,10 @@ def test_the_default_demo_raises_held_out_accuracy(tmp_path: Path):
     """`make demo` as a newcomer runs it: the trained model answers more held-out questions.
 
     The margin is the RLVR learning test's (tests/rl/test_rlvr.py), on the demo's own held-out
-    set (200 questions about 1-2 object scenes, read through the harness).
+    set (200 questions about 1-2 object scenes, read through the harness). Measured with seed 0
+    (2026-11-29, 1 torch thread on a shared, heavily loaded CPU: 63 minutes wall): accuracy
+    0.580 [0.515, 0.650] -> 0.620 [0.550, 0.685], change +0.040 (paired 95% CI -0.050..+0.130);
+    the float32 path (ATEN_CPU_CAPABILITY=avx2) repeated the first 16 steps' rewards exactly.
     """
     result = run_demo(DemoConfig(out=str(tmp_path / "demo")))
     accuracy = next(row for row in result["rows"] if row["metric"] == "accuracy")

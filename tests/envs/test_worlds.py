@@ -138,3 +138,23 @@ def test_miniworld_renders_headless_or_says_why():
     again, _ = world.reset(seed=0)
     assert np.array_equal(observation, again)
     assert world.action_names[:3] == ["turn left", "turn right", "move forward"]
+
+
+def test_a_miniworld_world_does_not_crash_later_triton_imports():
+    """Mesa's LLVM loaded first made the next triton import segfault (lmms-eval, torchvision.ops)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from vlmrl.envs import make_world\n"
+        "from vlmrl.envs.navigation import NavigationUnavailable\n"
+        "try:\n"
+        "    make_world('miniworld-oneroom').reset(seed=0)\n"
+        "except NavigationUnavailable:\n"
+        "    print('unavailable')\n"
+        "import torchvision.ops\n"
+        "print('imported')\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "imported" in finished.stdout

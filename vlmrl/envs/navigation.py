@@ -33,6 +33,20 @@ class NavigationUnavailable(RuntimeError):
     """The navigation package cannot run here (not installed, or no headless OpenGL)."""
 
 
+def _load_triton_before_mesa() -> None:
+    """Load triton's LLVM before Mesa's EGL driver brings its own.
+
+    Measured here: once a MiniWorld context has loaded Mesa (whose llvmpipe links LLVM), the
+    first import of triton (which torch._dynamo, torchvision.ops and lmms-eval pull in) dies
+    with a segmentation fault; in the other order both work. Importing torch._dynamo first
+    is harmless where triton is absent (CPU builds of torch).
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # no triton, or a torch without dynamo: nothing to order
+        pass
+
+
 def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     if frame.shape[0] == size and frame.shape[1] == size:
         return frame
@@ -44,6 +58,7 @@ class MiniWorldNavigation(gym.Wrapper):
 
     def __init__(self, env_id: str = "MiniWorld-OneRoom-v0", image_size: int = 168, max_steps: int = 128):
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+        _load_triton_before_mesa()
         try:
             import pyglet
 

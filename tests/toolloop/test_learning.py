@@ -17,7 +17,7 @@ def learning_config(out, seed: int = 0) -> MiniO3Config:
     return MiniO3Config(
         out=str(out),
         difficulties="easy,medium",
-        coldstart_steps=40,
+        coldstart_steps=60,
         coldstart_batch=8,
         eval_size=24,
         eval_samples=2,
@@ -39,9 +39,11 @@ def learning_config(out, seed: int = 0) -> MiniO3Config:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="not measured to the end: under a load average of 16 on 2 shared cores one cold-start step took "
-    "~80 s, and a run with these settings (RL lr 5e-5) reached cold-start loss 1.50 per action token by step "
-    "30 but no RL result before the deadline; the first uncontended run decides",
+    reason="not measured to the end (2 shared cores at load average 16: ~80 s per cold-start step). Measured with "
+    "40 cold-start steps and 48 tokens per turn (RL lr 5e-5): cold-start loss 12.5 -> 1.18 per action token, "
+    "greedy after-SFT accuracy 0.000 on 24 held-out records (the 5-piece <grounding> tag not yet learned, turns "
+    "cut at 48 tokens), so RL had no reward signal. These settings (60 steps, single-token tags, 96 tokens per "
+    "turn, RL lr 1e-4) are unmeasured; the first uncontended run decides",
 )
 def test_rl_after_cold_start_raises_visual_probe_accuracy(tmp_path):
     results = run_mini_o3(learning_config(tmp_path))

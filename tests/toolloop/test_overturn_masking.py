@@ -47,23 +47,26 @@ def _train(tmp_path, name, first_reward, first_tokens_seed):
         tmp_path / name,
         rewards=[reward],
     )
+    initial = _parameters(policy)
     record = trainer.fit(resume=False)[0]
-    return policy, record
+    return initial, _parameters(policy), record
+
+
+def _parameters(policy) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in policy.model.parameters()])
 
 
 def test_overturn_episodes_give_no_gradient_but_count_in_group_statistics(tmp_path):
     torch.manual_seed(0)
-    base, record = _train(tmp_path, "a", first_reward=1.0, first_tokens_seed=11)
-    other_tokens, _ = _train(tmp_path, "b", first_reward=1.0, first_tokens_seed=12)
-    all_zero, _ = _train(tmp_path, "c", first_reward=0.0, first_tokens_seed=11)
-    initial = __import__("vlmrl.model.tiny", fromlist=["x"]).build_random_tiny("tiny", seed=0)
-    parameters = lambda policy: torch.cat([p.detach().flatten() for p in policy.model.parameters()])  # noqa: E731
+    initial, base, record = _train(tmp_path, "a", first_reward=1.0, first_tokens_seed=11)
+    _, other_tokens, _ = _train(tmp_path, "b", first_reward=1.0, first_tokens_seed=12)
+    _, all_zero, _ = _train(tmp_path, "c", first_reward=0.0, first_tokens_seed=11)
     # Changing the over-turn episode's tokens changes nothing: they carry no gradient.
-    assert torch.equal(parameters(base), parameters(other_tokens))
+    assert torch.equal(base, other_tokens)
     # Its reward still moved the others' advantages (GRPO statistics include it): with it at
     # 0 every reward is equal, all advantages vanish and the weights do not move.
-    assert torch.equal(parameters(all_zero), parameters(initial))
-    assert not torch.equal(parameters(base), parameters(initial))
+    assert torch.equal(all_zero, initial)
+    assert not torch.equal(base, initial)
     # ... and it is logged: a quarter of the step's episodes were over-turn and masked.
     assert record["truncated_fraction"] == 0.25 and record["masked_fraction"] == 0.25
     assert record["reward_mean"] == 0.25

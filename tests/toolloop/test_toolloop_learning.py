@@ -17,7 +17,7 @@ def learning_config(out, seed: int = 0) -> MiniO3Config:
     return MiniO3Config(
         out=str(out),
         difficulties="easy,medium",
-        coldstart_steps=40,
+        coldstart_steps=60,
         coldstart_batch=8,
         eval_size=24,
         eval_samples=2,
@@ -39,9 +39,11 @@ def learning_config(out, seed: int = 0) -> MiniO3Config:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="not measured to the end: under a load average of 16 on 2 shared cores one cold-start step took "
-    "~80 s, and a run with these settings (RL lr 5e-5) reached cold-start loss 1.50 per action token by step "
-    "30 but no RL result before the deadline; the first uncontended run decides",
+    reason="not measured to the end on 2 shared cores (load average 6-17). With these settings the cold start "
+    "reached loss 0.66 per action token and greedy after-SFT accuracy 0.042 on 24 held-out records (answered "
+    "0.42, 1.58 tool failures per episode; sampled Avg@2 0.000: tags emitted, 'original_image' and '</grounding>' often garbled); "
+    "RL was not reached before the deadline. An earlier setting (40 steps, 5-piece tags, 48 tokens per turn) "
+    "scored 0.000 after SFT",
 )
 def test_rl_after_cold_start_raises_visual_probe_accuracy(tmp_path):
     results = run_mini_o3(learning_config(tmp_path))

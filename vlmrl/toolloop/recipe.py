@@ -63,7 +63,12 @@ class MiniO3Config(TrainerConfig):
     context_margin: int = option(
         64, help="A call within this many tokens of the budget is over-turn (reference 2000)."
     )
-    max_new_tokens: int = option(48, help="Most tokens per assistant turn (reference 8192).")
+    max_new_tokens: int = option(96, help="Most tokens per assistant turn (reference 8192).")
+    tool_tokens: bool = option(
+        True,
+        help="Add <grounding> and </grounding> to the vocabulary as single tokens (the tiny's tokenizer "
+        "splits them into five pieces each, slow to learn); the reference keeps Qwen's tokenizer as is.",
+    )
     min_pixels: int = option(3136, help="Crop pixel floor (reference 40,000).")
     max_pixels: int = option(28224, help="Crop pixel ceiling (reference 2,000,000).")
     # reward and sampling
@@ -84,7 +89,7 @@ class MiniO3Config(TrainerConfig):
     save_samples_every: int = option(
         5, help="Save the step's episodes (with replays) to samples/ every N steps."
     )
-    max_length: int = option(48, help="token_sum_norm constant (unused with token_mean).")
+    max_length: int = option(96, help="token_sum_norm constant (unused with token_mean).")
 
     def validate(self) -> None:
         super().validate()
@@ -146,7 +151,13 @@ def load_policy(config: MiniO3Config) -> Any:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    return VLM.load(config.model)
+    policy = VLM.load(config.model)
+    if config.tool_tokens:
+        from vlmrl.toolloop.grounding import GROUNDING_CLOSE, GROUNDING_OPEN
+
+        # Existing tokens keep their ids (a saved cold-start model already has them).
+        policy.add_tokens([GROUNDING_OPEN, GROUNDING_CLOSE])
+    return policy
 
 
 # ----------------------------------------------------------------------------- cold start
@@ -367,9 +378,7 @@ def run_mini_o3(config: MiniO3Config) -> dict[str, Any]:
     sft_model = directory / "sft-model"
     if config.coldstart_steps > 0:
         if (sft_model / "config.json").is_file():
-            from vlmrl.model import VLM
-
-            policy = VLM.load(str(sft_model))
+            policy = load_policy(dataclasses.replace(config, model=str(sft_model)))
         else:
             results["coldstart"] = run_coldstart_sft(policy, config)[-1:]
             policy.save(sft_model)

@@ -22,9 +22,9 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="numberline")
-    parser.add_argument("--steps", type=int, default=20, help="PPO updates per algorithm")
+    parser.add_argument("--steps", type=int, default=14, help="PPO updates per algorithm")
     parser.add_argument("--episodes-per-step", type=int, default=64)
-    parser.add_argument("--format-warmup-steps", type=int, default=80)
+    parser.add_argument("--format-warmup-steps", type=int, default=60)
     parser.add_argument("--eval-episodes", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +51,7 @@ def main() -> None:
                 value_widths="256,256",
                 max_new_tokens=24,
                 temperature=0.3,
+                learning_rate=3e-4,
                 save_samples_every=0,
                 checkpoint_every=0,
             )

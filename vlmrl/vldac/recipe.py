@@ -53,7 +53,7 @@ class VLDACConfig(TrainerConfig):
     thought_weight: float = option(0.5, help="rl4vlm: weight lambda of the thought tokens' log-probability.")
     max_new_tokens: int = option(24, help="Most tokens per reply.")
     format_warmup_steps: int = option(
-        80, help="SFT steps on the JSON reply format with uniformly random valid actions before RL (0: none)."
+        60, help="SFT steps on the JSON reply format with uniformly random valid actions before RL (0: none)."
     )
     format_warmup_learning_rate: float = option(1e-3, help="Learning rate of the format warm-up.")
     format_warmup_batch: int = option(16, help="Conversations per format warm-up step.")
@@ -66,14 +66,14 @@ class VLDACConfig(TrainerConfig):
     lora_dropout: float = option(0.1, help="LoRA dropout (the reference: 0.1).")
     threads: int = option(0, help="torch threads (0: torch's default).")
     # Trainer defaults: the CPU miniature on tiny (configs/ hold the paper's 7B settings).
-    steps: int = option(16, help="PPO updates (one rollout each).")
+    steps: int = option(14, help="PPO updates (one rollout each).")
     episodes_per_step: int = option(
         64, help="Environment steps per rollout over all worlds (the reference's num_steps)."
     )
     ppo_epochs: int = option(2, help="PPO epochs per rollout.")
     minibatches: int = option(2, help="Optimizer steps per PPO epoch.")
     micro_batch_size: int = option(32, help="Steps per forward/backward pass.")
-    learning_rate: float = option(1e-4, help="Peak learning rate (the reference: 1e-6 on 7B).")
+    learning_rate: float = option(3e-4, help="Peak learning rate (the reference: 1e-6 on 7B).")
     min_learning_rate_ratio: float = option(
         0.01, help="Cosine decay floor as a fraction of the peak (1e-8/1e-6)."
     )
@@ -213,6 +213,7 @@ def run_vldac(config: VLDACConfig) -> dict[str, Any]:
     policy = VLM.load(config.model, lora=lora)
     text_config = getattr(policy.model.config, "text_config", policy.model.config)
     head = ValueHead(text_config.hidden_size, parse_widths(config.value_widths)).to(policy.device)
+    policy_parameters = [p for p in policy.model.parameters() if p.requires_grad]
 
     # ---- format warm-up (deterministic, so a resumed run redoes it identically)
     if config.format_warmup_steps:
@@ -278,8 +279,14 @@ def run_vldac(config: VLDACConfig) -> dict[str, Any]:
             for episode, value, target in zip(episodes, values.tolist(), flat_returns.tolist()):
                 episode.info["value"] = value
                 episode.info["return"] = target
-        if trainer is not None and trainer.step < config.value_warmup and config.algorithm != "grpo":
-            step_advantage = torch.zeros_like(step_advantage)  # value-only warm-up
+        warming = trainer is not None and trainer.step < config.value_warmup and config.algorithm != "grpo"
+        if warming:
+            step_advantage = torch.zeros_like(step_advantage)
+        # Value-only warm-up: the policy's weights take no gradient at all in these updates.
+        # Zero advantages alone are not enough: the KL term's rounding-level gradients (the
+        # reference is scored in other batch shapes) would become full-size Adam steps.
+        for parameter in policy_parameters:
+            parameter.requires_grad_(not warming)
         if config.algorithm == "rl4vlm":
             # The shared token loss sees zero advantages; the sequence loss below uses these.
             for episode, advantage in zip(episodes, step_advantage.tolist()):

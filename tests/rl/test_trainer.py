@@ -180,11 +180,12 @@ def test_source_rollout_metrics_are_logged(tmp_path, policy):
     assert [line["source_cursor"] for line in logged] == [2.0, 4.0]
 
 
-def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
+def _sampled_group(policy, n: int, seed: int) -> list[Episode]:
+    """One group of `n` sampled replies to the same prompt, as offline episodes."""
     generations = policy.generate(
-        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=2, seed=3)
+        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=n, seed=seed)
     )
-    episodes = [
+    return [
         Episode(
             messages=[{"role": "user", "content": "Hi."}, g.as_message()],
             turns=[Turn(g.token_ids, g.logprobs, g.text)],
@@ -192,6 +193,10 @@ def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
         )
         for g in generations
     ]
+
+
+def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
+    episodes = _sampled_group(policy, n=2, seed=3)
     seen = []
 
     def auxiliary(scores, batch):
@@ -210,17 +215,7 @@ def test_auxiliary_loss_sees_full_distributions_when_asked(tmp_path, policy):
 
 
 def test_auxiliary_loss_can_read_hidden_states_of_the_update_pass(tmp_path, policy):
-    generations = policy.generate(
-        [[{"role": "user", "content": "Hi."}]], SamplingParams(max_new_tokens=4, n=4, seed=2)
-    )
-    episodes = [
-        Episode(
-            messages=[{"role": "user", "content": "Hi."}, g.as_message()],
-            turns=[Turn(g.token_ids, g.logprobs, g.text)],
-            group="g",
-        )
-        for g in generations
-    ]
+    episodes = _sampled_group(policy, n=4, seed=2)
     head = torch.nn.Linear(policy.model.config.text_config.hidden_size, 1)
     seen = []
 

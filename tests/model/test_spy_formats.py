@@ -10,8 +10,8 @@ from vlmrl.model.formats import (
     ABSTAIN,
     FormatFailure,
     format_boxed,
+    parse_boxed,
     parse_clue,
-    parse_first_boxed,
     parse_spy_vote,
     reasoning_before_answer,
 )
@@ -19,14 +19,14 @@ from vlmrl.model.formats import (
 
 def test_boxed_first_block_with_nested_braces():
     assert (
-        parse_first_boxed("think... \\boxed{The {red} cube is left} and \\boxed{2}")
+        parse_boxed("think... \\boxed{The {red} cube is left} and \\boxed{2}", first=True)
         == "The {red} cube is left"
     )
-    assert parse_first_boxed(format_boxed("3", "Player 3 saw green.")) == "3"
-    assert isinstance(parse_first_boxed("\\boxed{"), FormatFailure)
-    assert isinstance(parse_first_boxed("\\boxed{  }"), FormatFailure)
-    assert isinstance(parse_first_boxed("no box"), FormatFailure)
-    assert isinstance(parse_first_boxed(None), FormatFailure)
+    assert parse_boxed(format_boxed("3", "Player 3 saw green."), first=True) == "3"
+    assert isinstance(parse_boxed("\\boxed{", first=True), FormatFailure)
+    assert isinstance(parse_boxed("\\boxed{  }", first=True), FormatFailure)
+    assert isinstance(parse_boxed("no box", first=True), FormatFailure)
+    assert isinstance(parse_boxed(None, first=True), FormatFailure)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_parsers_are_total_on_random_text():
             parse_spy_vote(text, 4),
             parse_clue(text),
             parse_clue(text, False),
-            parse_first_boxed(text),
+            parse_boxed(text, first=True),
         ):
             assert result is not None
         vote = parse_spy_vote(text, 4)

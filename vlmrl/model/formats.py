@@ -82,9 +82,10 @@ def parse_answer(text: Any) -> str | FormatFailure:
     return value
 
 
-def parse_boxed(text: Any) -> str | FormatFailure:
+def parse_boxed(text: Any, first: bool = False) -> str | FormatFailure:
     """The stripped content of the last closed `\\boxed{...}`, braces inside it balanced, or why
-    there is none. "Last" is by opening position, so `\\boxed{\\boxed{x}}` gives `x`."""
+    there is none. "Last" is by opening position, so `\\boxed{\\boxed{x}}` gives `x`.
+    With `first`, the earliest-opened closed box instead (a spy-game clue is its first box)."""
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
     boxed_starts = {match.end() - 1: match.end() for match in _BOXED.finditer(text)}
@@ -99,7 +100,9 @@ def parse_boxed(text: Any) -> str | FormatFailure:
             open_braces.append(position)
         elif character == "}" and open_braces:
             opened = open_braces.pop()
-            if opened in boxed_starts and (last is None or boxed_starts[opened] > last[0]):
+            if opened in boxed_starts and (
+                last is None or (boxed_starts[opened] < last[0] if first else boxed_starts[opened] > last[0])
+            ):
                 last = (boxed_starts[opened], position)
     if last is None:
         return FormatFailure("unclosed \\boxed{")
@@ -225,25 +228,6 @@ def format_boxed(value: str, thought: str | None = None) -> str:
     return f"{prefix}{_BOXED_OPEN}{value}}}"
 
 
-def parse_first_boxed(text: Any) -> str | FormatFailure:
-    """The stripped content of the first `\\boxed{...}` (nested braces allowed), or why there is none."""
-    if not isinstance(text, str):
-        return FormatFailure(f"expected text, got {type(text).__name__}")
-    start = text.find(_BOXED_OPEN)
-    if start < 0:
-        return FormatFailure("no \\boxed{...}")
-    depth, position = 1, start + len(_BOXED_OPEN)
-    for index in range(position, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                value = text[position:index].strip()
-                return value if value else FormatFailure("empty \\boxed{}")
-    return FormatFailure("unclosed \\boxed{")
-
-
 def reasoning_before_answer(text: Any) -> str:
     """The text before the first `\\boxed{` or `<answer>` (a player's private reasoning)."""
     if not isinstance(text, str):
@@ -258,7 +242,7 @@ def parse_clue(text: Any, require_box: bool = True) -> str | FormatFailure:
     also a bare sentence (the first non-empty line: the embedded default's clue format)."""
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
-    boxed = parse_first_boxed(text)
+    boxed = parse_boxed(text, first=True)
     if not isinstance(boxed, FormatFailure):
         return boxed
     answer = parse_answer(text)
@@ -279,7 +263,7 @@ def parse_spy_vote(text: Any, players: int) -> int | str | FormatFailure:
     """
     if not isinstance(text, str):
         return FormatFailure(f"expected text, got {type(text).__name__}")
-    value = parse_first_boxed(text)
+    value = parse_boxed(text, first=True)
     if isinstance(value, FormatFailure):
         value = parse_answer(text)
     if isinstance(value, FormatFailure):

@@ -6,7 +6,8 @@ before/after table (with bootstrap intervals) and the report's path are printed 
 
 Methods join `--method` through `METHODS`: one `DemoMethod` entry each, naming the module that
 must be importable (so a method that is not built is listed as unavailable), how it makes its
-held-out data and evaluation tasks, and how it trains. The default is the method that shows a
+held-out data and evaluation tasks, and how it trains. The six methods keep their part in their
+own package (`vlmrl/<package>/demo.py`: `make_data` and `train`). The default is the method that shows a
 real gain most reliably within the time budget: today RLVR (GRPO with verifiable rewards) on
 shapes scenes of one or two objects, the scenes the tiny default reads.
 """
@@ -117,6 +118,19 @@ def _rlvr_train(config: DemoConfig, run_directory: Path, callbacks: list[Callabl
     return run_directory / "model"
 
 
+def _package_entry(name: str, summary: str, module: str) -> DemoMethod:
+    """A method whose demo part lives in its own package, as `module` with `make_data` and
+    `train` of the `DemoMethod` signatures; imported only when that method is run."""
+
+    def make_data(config: DemoConfig, data_directory: Path) -> list[Any]:
+        return importlib.import_module(module).make_data(config, data_directory)
+
+    def train(config: DemoConfig, run_directory: Path, callbacks: list[Callable[..., None]]) -> Path:
+        return importlib.import_module(module).train(config, run_directory, callbacks)
+
+    return DemoMethod(name=name, summary=summary, requires=module, make_data=make_data, train=train)
+
+
 METHODS: dict[str, DemoMethod] = {
     "rlvr": DemoMethod(
         name="rlvr",
@@ -125,17 +139,26 @@ METHODS: dict[str, DemoMethod] = {
         make_data=_rlvr_data,
         train=_rlvr_train,
     ),
-}
-
-# Methods the suite plans, by the package that holds them: listed as unavailable until they
-# are built and add their entry to METHODS.
-PLANNED = {
-    "vision-zero": "vlmrl.games.recipe",
-    "ttrv": "vlmrl.ttrv.recipe",
-    "mini-o3": "vlmrl.toolloop.recipe",
-    "vl-dac": "vlmrl.vldac.recipe",
-    "masters": "vlmrl.masters.recipe",
-    "samtok": "vlmrl.masktok.recipe",
+    # The six methods: each package's `demo` module holds its part (a method package may not
+    # be imported by the cores, and keeping its demo beside its recipe keeps them in step).
+    "vision-zero": _package_entry(
+        "vision-zero", "Iterative-SPO: 'who is the spy' self-play alternating with RLVR", "vlmrl.games.demo"
+    ),
+    "ttrv": _package_entry(
+        "ttrv", "test-time RL on the unlabeled test set (frequency and entropy rewards)", "vlmrl.ttrv.demo"
+    ),
+    "mini-o3": _package_entry(
+        "mini-o3", "multi-turn visual search with a zoom tool, over-turn masking", "vlmrl.toolloop.demo"
+    ),
+    "vl-dac": _package_entry(
+        "vl-dac", "token-level PPO with a step-level critic in a synthetic world", "vlmrl.vldac.demo"
+    ),
+    "masters": _package_entry(
+        "masters", "masked-teacher progressive distillation, then offline RL", "vlmrl.masters.demo"
+    ),
+    "samtok": _package_entry(
+        "samtok", "masks as two tokens a VLM reads and writes; RL with answer matching", "vlmrl.masktok.demo"
+    ),
 }
 
 
@@ -147,18 +170,11 @@ def _importable(module: str) -> bool:
 
 
 def method_availability() -> dict[str, str]:
-    """name -> 'available' or why not, for every demo method and every planned one."""
-    status = {}
-    for name, method in METHODS.items():
-        status[name] = (
-            "available" if _importable(method.requires) else f"not built ({method.requires} missing)"
-        )
-    for name, module in PLANNED.items():
-        if name not in status:
-            status[name] = (
-                "built, but has no demo entry yet" if _importable(module) else "not built in this checkout"
-            )
-    return status
+    """name -> 'available' or why not, for every demo method."""
+    return {
+        name: "available" if _importable(method.requires) else f"not built ({method.requires} missing)"
+        for name, method in METHODS.items()
+    }
 
 
 def resolve_method(name: str) -> DemoMethod:

@@ -153,6 +153,23 @@ def test_bad_configuration_is_reported(tmp_path, policy):
         trainer.train_step()
 
 
+def test_training_on_cpu_selects_deterministic_kernels(tmp_path, policy):
+    # With 2 threads, index_put_(accumulate=True) otherwise adds in a varying order, and two
+    # RLVR runs with one seed drifted apart from step 2 (the demo's rerun test shows the whole).
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    try:
+        torch.use_deterministic_algorithms(False)
+        source = OfflineSource(_sampled_group(policy, 2, seed=0))
+        Trainer(policy, source, TrainerConfig(steps=1, episodes_per_step=2), tmp_path)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
 def test_warmup_cosine():
     assert warmup_cosine(0, 2, 10) == 0.5
     assert warmup_cosine(1, 2, 10) == 1.0

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vlmrl.vldac.recipe import VLDACConfig
+
 WORLD = "numberline"  # the world of the README's learning test
 # About 6 minutes of the shared 2-core machine for the whole demo (measured: see the README's
 # "Demo"); 3e-4, the recipe's miniature rate, blew the KL estimate up at update 4 there.
@@ -27,6 +29,7 @@ QUESTIONS_PER_EPISODE = 4
 # episodes, not unseen states.
 HELD_OUT_SEED = 1_000_000
 WARMED_MODEL = "format-warmed-model"
+FORMAT_WARMUP_STEPS = VLDACConfig.format_warmup_steps  # the recipe's miniature (60)
 
 
 def _held_out_episodes(config: Any) -> int:
@@ -36,7 +39,6 @@ def _held_out_episodes(config: Any) -> int:
 def make_data(config: Any, data_directory: Path) -> list[Any]:
     """The recipe's success task: greedy NumberLine episodes on seeds no training world uses.
     The worlds draw their scenes from their seeds, so nothing is written to `data_directory`."""
-    from vlmrl.vldac.recipe import VLDACConfig
     from vlmrl.vldac.rollouts import world_task
 
     return [
@@ -53,19 +55,24 @@ def start_model(config: Any, data_directory: Path) -> Path:
     """`config.model` after the recipe's format warm-up, saved once under `data_directory`;
     both the evaluation before training and the training start from these weights."""
     from vlmrl.model import VLM
-    from vlmrl.vldac.recipe import VLDACConfig, format_warmup
+    from vlmrl.vldac.recipe import format_warmup
 
     directory = data_directory / WARMED_MODEL
     if (directory / "config.json").is_file():  # saved atomically, so present means whole
         return directory
     policy = VLM.load(config.model)
-    format_warmup(policy, VLDACConfig(model=config.model, world=WORLD, seed=config.seed))
+    format_warmup(
+        policy,
+        VLDACConfig(
+            model=config.model, world=WORLD, seed=config.seed, format_warmup_steps=FORMAT_WARMUP_STEPS
+        ),
+    )
     policy.save(directory)
     return directory
 
 
 def train(config: Any, run_directory: Path, callbacks: list[Callable[..., None]]) -> Path:
-    from vlmrl.vldac.recipe import VLDACConfig, run_vldac
+    from vlmrl.vldac.recipe import run_vldac
 
     steps = config.steps or DEMO_STEPS
     vldac = VLDACConfig(

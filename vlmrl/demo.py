@@ -321,6 +321,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     start = method.start_model(config, out / "data") if method.start_model else config.model
     if start != config.model:
         console.print(f"{method.name} starts from {start} (made from {config.model})")
+        timings["start model"] = time.perf_counter() - begun
+        begun = time.perf_counter()
     with console.status(f"loading {start}"):
         start_model = VLM.load(start)
     before = evaluate(start_model, tasks, out_dir=out / "eval" / "before", seed=config.seed)

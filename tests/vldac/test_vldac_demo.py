@@ -74,6 +74,7 @@ def test_a_short_vldac_demo_writes_the_table_predictions_curves_and_replays(tmp_
     # Both evaluations and the training read the warmed-up model, not tiny itself.
     warmed = out / "data" / vldac_demo.WARMED_MODEL
     assert json.loads((out / "eval" / "before" / "results.json").read_text())["model"] == str(warmed)
+    assert "start model" in json.loads((out / "timings.json").read_text())
     assert [m["step"] for m in _lines(out / "metrics.jsonl")] == [1, 2, 3]
     replays = [
         record["info"]["replay"]

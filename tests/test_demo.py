@@ -40,6 +40,12 @@ def test_unknown_and_unbuilt_methods_fail_with_the_list(monkeypatch):
         resolve_method("later")
 
 
+def test_a_package_without_its_own_starting_model_starts_from_the_model(tmp_path: Path):
+    # vlmrl.runs holds no `start_model`: the demo evaluates and trains --model itself.
+    entry = demo._package_entry("plain", "a method that trains --model", "vlmrl.runs")
+    assert entry.start_model(DemoConfig(model="some/model"), tmp_path) == "some/model"
+
+
 def test_cli_reports_an_unavailable_method_as_a_usage_error(tmp_path: Path):
     result = CliRunner().invoke(app, ["demo", "--method", "nope", "--out", str(tmp_path / "d")])
     assert result.exit_code == 2

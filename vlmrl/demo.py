@@ -51,6 +51,9 @@ class DemoMethod:
     - `train(config, run_directory, callbacks) -> model directory`: a short training run that
       writes metrics.jsonl and samples/ into the run directory and calls each
       `callback(trainer, metrics)` after every step.
+    - `start_model(config, data_directory) -> model spec` (optional): the model evaluated
+      before training when the method does not train `config.model` itself: Masters trains a
+      student built from it, VL-DAC first teaches it the reply format. None: `config.model`.
     """
 
     name: str
@@ -58,6 +61,7 @@ class DemoMethod:
     requires: str
     make_data: Callable[[DemoConfig, Path], list[Any]]
     train: Callable[[DemoConfig, Path, list[Callable[..., None]]], Path]
+    start_model: Callable[[DemoConfig, Path], str] | None = None
 
 
 # ----------------------------------------------------------------------------- RLVR
@@ -128,7 +132,14 @@ def _package_entry(name: str, summary: str, module: str) -> DemoMethod:
     def train(config: DemoConfig, run_directory: Path, callbacks: list[Callable[..., None]]) -> Path:
         return importlib.import_module(module).train(config, run_directory, callbacks)
 
-    return DemoMethod(name=name, summary=summary, requires=module, make_data=make_data, train=train)
+    def start_model(config: DemoConfig, data_directory: Path) -> str:
+        # Optional in the package's module; without it the demo evaluates `config.model`.
+        prepare = getattr(importlib.import_module(module), "start_model", None)
+        return str(prepare(config, data_directory)) if prepare else config.model
+
+    return DemoMethod(
+        name=name, summary=summary, requires=module, make_data=make_data, train=train, start_model=start_model
+    )
 
 
 METHODS: dict[str, DemoMethod] = {
@@ -307,8 +318,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["data"] = time.perf_counter() - begun
 
     begun = stage(2, f"evaluate the starting model ({config.model})")
-    with console.status(f"loading {config.model}"):
-        start_model = VLM.load(config.model)
+    start = method.start_model(config, out / "data") if method.start_model else config.model
+    if start != config.model:
+        console.print(f"{method.name} starts from {start} (made from {config.model})")
+        timings["start model"] = time.perf_counter() - begun
+        begun = time.perf_counter()
+    with console.status(f"loading {start}"):
+        start_model = VLM.load(start)
     before = evaluate(start_model, tasks, out_dir=out / "eval" / "before", seed=config.seed)
     del start_model
     timings["evaluate before"] = time.perf_counter() - begun

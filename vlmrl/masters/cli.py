@@ -60,6 +60,9 @@ def distill(config: MastersConfig) -> None:
     except (ValueError, FileNotFoundError) as error:
         _fail(error)
     before, after = results["before"], results["after"]
+    if before is None or after is None:  # --eval-size 0
+        typer.echo(f"{config.method}: {results['student_updates']} student updates; results in {config.out}")
+        return
     typer.echo(
         f"{config.method}: held-out accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} "
         f"(95% interval {after['interval'][0]:.3f}-{after['interval'][1]:.3f}) after "

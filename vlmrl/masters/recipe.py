@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,10 @@ class MastersConfig(TrainerConfig):
     judge: str = option(
         "", help="R_acc from this judge model (a spec, or 'teacher'); '' uses the task's verifier."
     )
-    eval_size: int = option(400, help="Held-out shapes-qa questions for accuracy before and after.")
+    eval_size: int = option(
+        400,
+        help="Held-out shapes-qa questions for accuracy before and after (0: none, when a caller evaluates).",
+    )
     eval_seed: int = option(1000, help="Seed of the held-out questions (training questions use --data-seed).")
     min_objects: int = option(1, help="shapes-qa: fewest objects per scene.")
     max_objects: int = option(2, help="shapes-qa: most objects per scene.")
@@ -398,7 +402,13 @@ def evaluate_shapes(vlm: Any, config: Any, out_dir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- distillation
 
 
-def run_distill(config: MastersConfig, teacher: Any = None, student: Any = None) -> dict[str, Any]:
+def run_distill(
+    config: MastersConfig,
+    teacher: Any = None,
+    student: Any = None,
+    callbacks: Sequence[Callable[..., None]] = (),
+) -> dict[str, Any]:
+    """Train; `callbacks(trainer, metrics)` run after every update (e.g. to refresh a report)."""
     import torch
 
     from vlmrl.masters.rewards import distill_rewards, jensen_shannon
@@ -501,7 +511,7 @@ def run_distill(config: MastersConfig, teacher: Any = None, student: Any = None)
     uses_jsd = config.method in ("masters", "logit-kd") and config.jsd_weight != 0
     results_path = directory / "results.json"
     before = read_json(results_path).get("before") if results_path.is_file() else None
-    if before is None:
+    if before is None and config.eval_size:
         before = evaluate_shapes(student, config, directory / "eval-before")
         if is_main_process():
             atomic_write_json(results_path, {"before": before})
@@ -513,17 +523,18 @@ def run_distill(config: MastersConfig, teacher: Any = None, student: Any = None)
         rewards=rewards,
         auxiliary_loss=jsd_loss if uses_jsd else None,
         score_distributions=uses_jsd,
+        callbacks=callbacks,
     )
     try:
         history = trainer.fit()
     finally:
         masked_teacher.set_ratio(0.0)  # hand the caller's teacher back unmasked
-    after = evaluate_shapes(student, config, directory / "eval-after")
+    after = evaluate_shapes(student, config, directory / "eval-after") if config.eval_size else None
     results = {
         "method": config.method,
         "before": before,
         "after": after,
-        "gain": after["accuracy"] - before["accuracy"],
+        "gain": after["accuracy"] - before["accuracy"] if before and after else None,
         "steps": trainer.step,
         "student_updates": sum(int(h.get("optimizer_steps", 0)) for h in history),
         "final_reward_mean": history[-1]["reward_mean"] if history else None,

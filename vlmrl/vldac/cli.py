@@ -27,9 +27,13 @@ def train(config: VLDACConfig) -> None:
     except ValueError as error:  # a usage error naming the option, not a traceback
         raise typer.BadParameter(str(error)) from error
     results = run_vldac(config)
+    before, after = results["before"], results["after"]
+    if before is None or after is None:  # --eval-episodes 0
+        Console().print(f"trained {results['updates']} updates; results in {config.out}/results.json")
+        return
     Console().print(
-        f"{config.world} success {results['before']['success']:.3f} -> {results['after']['success']:.3f} "
-        f"(valid actions {results['before']['valid_rate']:.2f} -> {results['after']['valid_rate']:.2f}); "
+        f"{config.world} success {before['success']:.3f} -> {after['success']:.3f} "
+        f"(valid actions {before['valid_rate']:.2f} -> {after['valid_rate']:.2f}); "
         f"results in {config.out}/results.json"
     )
 

@@ -12,6 +12,7 @@ before -> Trainer(WorldSource rollouts, GAE advantages from the value head, clip
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,10 @@ class VLDACConfig(TrainerConfig):
     )
     format_warmup_learning_rate: float = option(1e-3, help="Learning rate of the format warm-up.")
     format_warmup_batch: int = option(16, help="Conversations per format warm-up step.")
-    eval_episodes: int = option(200, help="Held-out episodes for the success rate before and after.")
+    eval_episodes: int = option(
+        200,
+        help="Held-out episodes for the success rate before and after (0: none, when a caller evaluates).",
+    )
     eval_seed: int = option(
         1_000_000, help="Seed of the first held-out episode (training seeds are hashed apart)."
     )
@@ -174,7 +178,29 @@ def thought_token_count(tokenizer: Any, token_ids: list[int]) -> int:
     return len(token_ids)
 
 
-def run_vldac(config: VLDACConfig) -> dict[str, Any]:
+def format_warmup(policy: Any, config: VLDACConfig) -> None:
+    """SFT on the reply format (`format_warmup_batch`); deterministic, so a resumed run or a
+    caller that warms a model up ahead of the run gets the same weights."""
+    from vlmrl.rl.sft import SFTSettings, train_sft
+
+    train_sft(
+        policy,
+        lambda step: format_warmup_batch(config, step),
+        SFTSettings(
+            steps=config.format_warmup_steps,
+            learning_rate=config.format_warmup_learning_rate,
+            warmup_steps=max(1, config.format_warmup_steps // 10),
+            seed=config.seed,
+            log_every=max(1, config.format_warmup_steps // 5),
+            prefetch=False,
+        ),
+        progress_description="format warm-up",
+    )
+    policy.model.eval()
+
+
+def run_vldac(config: VLDACConfig, callbacks: Sequence[Callable[..., None]] = ()) -> dict[str, Any]:
+    """Train; `callbacks(trainer, metrics)` run after every update (e.g. to refresh a report)."""
     import torch
 
     from vlmrl.envs import world_spec
@@ -217,28 +243,13 @@ def run_vldac(config: VLDACConfig) -> dict[str, Any]:
 
     # ---- format warm-up (deterministic, so a resumed run redoes it identically)
     if config.format_warmup_steps:
-        from vlmrl.rl.sft import SFTSettings, train_sft
-
-        train_sft(
-            policy,
-            lambda step: format_warmup_batch(config, step),
-            SFTSettings(
-                steps=config.format_warmup_steps,
-                learning_rate=config.format_warmup_learning_rate,
-                warmup_steps=max(1, config.format_warmup_steps // 10),
-                seed=config.seed,
-                log_every=max(1, config.format_warmup_steps // 5),
-                prefetch=False,
-            ),
-            progress_description="format warm-up",
-        )
-        policy.model.eval()
+        format_warmup(policy, config)
 
     # ---- held-out success before
     task = world_task(config.world, config.eval_episodes, config.eval_seed, config.max_new_tokens, options)
     results_path = directory / "results.json"
     before = read_json(results_path).get("before") if results_path.is_file() else None
-    if before is None:
+    if before is None and config.eval_episodes:
         before = evaluate(policy, [task], out_dir=directory / "eval" / "before", show_progress=False)
         before = summarise(before, task.name)
         atomic_write_json(results_path, {"before": before})
@@ -344,21 +355,23 @@ def run_vldac(config: VLDACConfig) -> dict[str, Any]:
         advantage_function=advantages,
         auxiliary_loss=auxiliary,
         extra_modules=[head],
-        callbacks=[save_replays],
+        callbacks=[save_replays, *callbacks],
         score_hidden_states=config.algorithm != "grpo",
     )
     history = trainer.fit()
 
     # ---- held-out success after, and what the run leaves behind
-    after = summarise(
-        evaluate(policy, [task], out_dir=directory / "eval" / "after", show_progress=False), task.name
-    )
+    after = None
+    if config.eval_episodes:
+        after = summarise(
+            evaluate(policy, [task], out_dir=directory / "eval" / "after", show_progress=False), task.name
+        )
     results = {
         "world": config.world,
         "algorithm": config.algorithm,
         "before": before,
         "after": after,
-        "gain": after["success"] - before["success"],
+        "gain": after["success"] - before["success"] if before and after else None,
         "updates": trainer.step,
         "final": {
             k: v for k, v in (history[-1] if history else {}).items() if k.startswith(("reward", "value"))

@@ -72,7 +72,7 @@ def test_a_short_samtok_demo_compares_and_shows_mask_replays(tmp_path: Path, mon
     monkeypatch.setattr(samtok_demo, "DEMO_TOKENIZER_STEPS", 3)
     monkeypatch.setattr(samtok_demo, "DEMO_SFT_STEPS", 1)
     out = tmp_path / "demo"
-    result = run_demo(DemoConfig(method="samtok", out=str(out), steps=1, eval_size=20, threads=2))
+    result = run_demo(DemoConfig(method="samtok", out=str(out), steps=1, eval_size=20, threads=1))
     count = samtok_demo.eval_examples(20)
     rows = json.loads((out / "eval" / "comparison.json").read_text())
     assert {row["metric"] for row in rows} >= {"gIoU", "cIoU", "N-acc", "format"}

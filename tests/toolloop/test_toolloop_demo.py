@@ -82,7 +82,7 @@ def test_a_short_mini_o3_demo_compares_and_shows_tool_trajectories(tmp_path: Pat
     # One cold-start step keeps this test short; the default demo runs DEMO_COLDSTART_STEPS.
     monkeypatch.setattr(mini_o3_demo, "DEMO_COLDSTART_STEPS", 1)
     out = tmp_path / "demo"
-    result = run_demo(DemoConfig(method="mini-o3", out=str(out), steps=1, eval_size=40, threads=2))
+    result = run_demo(DemoConfig(method="mini-o3", out=str(out), steps=1, eval_size=40, threads=1))
     count = mini_o3_demo.eval_records(40)
     rows = json.loads((out / "eval" / "comparison.json").read_text())
     accuracy = [row for row in rows if row["metric"] == "accuracy"]

@@ -4,8 +4,9 @@ cold start + GRPO run of the recipe (`run_mini_o3`) on the demo's model.
 The metric is the recipe's own: greedy mini-probe accuracy at the test-time turn budget (with
 the accuracy-against-budget curve), through the harness task `probe_task` builds. Held-out
 records use seed + 1000, the training and cold-start records the seed itself, as in the
-recipe. On the tiny default this shows the path, not a gain: the recipe needs about 60
-cold-start steps before the call format holds (its README), far beyond the demo's minutes.
+recipe. On the tiny default this shows the path, not a gain: after the cold start the tiny
+writes grounding calls whose JSON is still garbled, so RL sees no reward yet (the package
+README has the figures).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 # RL steps when --steps is not given; with the cold start below, the whole demo stays within
 # its 5-minute budget on 2 cores (measured figures in the package README).
 DEMO_STEPS = 2
-# A few cold-start steps: enough for the trained model to start emitting grounding calls, so
-# the report's tool trajectories have boxes and crops to show; the recipe's 60 steps alone
-# would take most of an hour on 2 cores.
-DEMO_COLDSTART_STEPS = 40
+# The learning test's cold start (60 steps of 8 trajectories, about 1.5 CPU-seconds a step):
+# after it the tiny writes the search's shape (a think, then a grounding call, still garbled),
+# which the report's trajectories show; after 6 steps it answered at once or wrote fragments.
+DEMO_COLDSTART_STEPS = 60
 # A mini-probe record is a multi-turn search (up to DEMO_EVAL_TURNS turns of up to 96 new
 # tokens each, every turn re-reading the canvas and the crops so far), several times the
 # cost of one shapes question: the demo evaluates a quarter of --eval-size records.

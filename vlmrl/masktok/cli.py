@@ -128,6 +128,9 @@ def sft(config: SFTConfig) -> None:
 
     _load_tokenizer(config.tokenizer)  # fail at the edge, before loading the VLM
     results = run_sft(config)
+    if "after" not in results:
+        typer.echo(f"SFT done, not evaluated (--eval-size 0); model in {config.out}/model")
+        return
     before, after = results["before"]["refseg"], results["after"]["refseg"]
     typer.echo(
         f"refseg gIoU {before['gIoU']:.3f} -> {after['gIoU']:.3f}, cIoU {before['cIoU']:.3f} -> {after['cIoU']:.3f} "
@@ -142,6 +145,11 @@ def rl(config: RLConfig) -> None:
 
     _load_tokenizer(config.tokenizer)  # fail at the edge, before loading the VLM
     results = run_rl(config)
+    if "after" not in results:
+        typer.echo(
+            f"trained {results['steps']} steps, not evaluated (--eval-size 0); model in {config.out}/model"
+        )
+        return
     typer.echo(
         f"refseg gIoU {results['before']['refseg']['gIoU']:.3f} -> {results['after']['refseg']['gIoU']:.3f}; "
         f"results in {config.out}/results.json"

@@ -16,6 +16,7 @@ Read top to bottom:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ class SFTConfig:
     min_objects: int = option(1, help="Fewest objects per scene.")
     max_objects: int = option(2, help="Most objects per scene (tiny reads scenes of 1-2 objects).")
     resolution: int = option(128, help="Scene side in pixels.")
-    eval_size: int = option(100, help="Held-out refseg and caption examples for before/after.")
+    eval_size: int = option(
+        100, help="Held-out refseg and caption examples for before/after (0: no evaluation)."
+    )
     data_seed: int = option(0, help="Seed of the training scenes (held out: data_seed + 1000).")
     seed: int = option(0, help="Seed of the weights' updates.")
     threads: int = option(0, help="torch threads (0: torch's default).")
@@ -72,7 +75,7 @@ class RLConfig(TrainerConfig):
     group_size: int = option(8, help="Samples per prompt (GRPO group).")
     max_new_tokens: int = option(16, help="Most tokens per answer.")
     train_size: int = option(4000, help="Training prompts.")
-    eval_size: int = option(100, help="Held-out refseg examples for before/after.")
+    eval_size: int = option(100, help="Held-out refseg examples for before/after (0: no evaluation).")
     no_target_rate: float = option(0.1, help="Share of referring expressions that name no object.")
     multi_rate: float = option(0.1, help="Share of expressions that name every object of the scene.")
     min_objects: int = option(1, help="Fewest objects per scene.")
@@ -311,6 +314,8 @@ def evaluate_vlm(vlm: Any, tokenizer: Any, config: Any, out: Path, captions: boo
 
 
 def run_sft(config: SFTConfig) -> dict[str, Any]:
+    """SFT on mixed refseg / region-caption conversations; with `eval_size=0` nothing is
+    evaluated (the caller, e.g. `vlmrl demo`, evaluates through the harness itself)."""
     import torch
 
     from vlmrl.masktok.data import messages, target_text
@@ -339,7 +344,8 @@ def run_sft(config: SFTConfig) -> dict[str, Any]:
         messages(e, s) + [{"role": "assistant", "content": [{"type": "text", "text": target_text(e, s)}]}]
         for e, s in examples
     ]
-    before = evaluate_vlm(vlm, tokenizer, config, directory / "eval-before")
+    evaluating = config.eval_size > 0
+    before = evaluate_vlm(vlm, tokenizer, config, directory / "eval-before") if evaluating else None
     order = np.random.default_rng(config.seed).permutation(len(conversations))
 
     def batch_for_step(step: int):
@@ -364,14 +370,15 @@ def run_sft(config: SFTConfig) -> dict[str, Any]:
         )
     finally:
         logger.close()
-    after = evaluate_vlm(vlm, tokenizer, config, directory / "eval-after")
-    results = {
-        "before": before,
-        "after": after,
-        "floors": floors(held_out(tokenizer, config, understanding=False)),
-        "gIoU_gain": after["refseg"]["gIoU"] - before["refseg"]["gIoU"],
-        "final_loss": history[-1]["loss"] if history else None,
-    }
+    results: dict[str, Any] = {"final_loss": history[-1]["loss"] if history else None}
+    if evaluating:
+        after = evaluate_vlm(vlm, tokenizer, config, directory / "eval-after")
+        results.update(
+            before=before,
+            after=after,
+            floors=floors(held_out(tokenizer, config, understanding=False)),
+            gIoU_gain=after["refseg"]["gIoU"] - before["refseg"]["gIoU"],
+        )
     atomic_write_json(directory / "results.json", results)
     vlm.save(directory / "model")
     return results
@@ -451,7 +458,9 @@ class RefsegSource:
         }
 
 
-def run_rl(config: RLConfig) -> dict[str, Any]:
+def run_rl(config: RLConfig, callbacks: Sequence[Callable[..., None]] = ()) -> dict[str, Any]:
+    """GRPO on refseg prompts; `callbacks(trainer, metrics)` run after every step (e.g. to
+    refresh a report); with `eval_size=0` nothing is evaluated (the caller evaluates)."""
     import torch
 
     from vlmrl.masktok import rewards
@@ -469,8 +478,9 @@ def run_rl(config: RLConfig) -> dict[str, Any]:
     policy = prepare_vlm(config.model, tokenizer)
     source = RefsegSource(tokenizer, config)
     results_path = directory / "results.json"
+    evaluating = config.eval_size > 0
     before = read_json(results_path).get("before") if results_path.is_file() else None
-    if before is None:
+    if evaluating and before is None:
         before = evaluate_vlm(policy, tokenizer, config, directory / "eval-before", captions=False)
         atomic_write_json(results_path, {"before": before})
 
@@ -500,16 +510,17 @@ def run_rl(config: RLConfig) -> dict[str, Any]:
         return [0.0] * len(episodes)
 
     reward_functions.append(RewardFunction("replay", replay_reward, 0.0))
-    trainer = Trainer(policy, source, config, directory, rewards=reward_functions)
+    trainer = Trainer(policy, source, config, directory, rewards=reward_functions, callbacks=callbacks)
     history = trainer.fit()
-    after = evaluate_vlm(policy, tokenizer, config, directory / "eval-after", captions=False)
-    results = {
-        "before": before,
-        "after": after,
-        "gIoU_gain": after["refseg"]["gIoU"] - before["refseg"]["gIoU"],
+    results: dict[str, Any] = {
         "steps": trainer.step,
         "final_reward_mean": history[-1]["reward_mean"] if history else None,
     }
+    if evaluating:
+        after = evaluate_vlm(policy, tokenizer, config, directory / "eval-after", captions=False)
+        results.update(
+            before=before, after=after, gIoU_gain=after["refseg"]["gIoU"] - before["refseg"]["gIoU"]
+        )
     atomic_write_json(results_path, results)
     policy.save(directory / "model")
     return results

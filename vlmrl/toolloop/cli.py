@@ -71,6 +71,11 @@ def train(config: MiniO3Config) -> None:
     from vlmrl.toolloop.recipe import run_mini_o3
 
     results = run_mini_o3(config)
+    if "after_rl" not in results:
+        typer.echo(
+            f"trained {results['steps']} RL steps, not evaluated (--eval-size 0); model in {config.out}/model"
+        )
+        return
     primary = results["primary"]
     typer.echo(
         f"mini-probe {primary} accuracy after SFT {results['after_sft'][primary]['accuracy']:.3f} -> "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ class MiniO3Config(TrainerConfig):
     )
     tile: int = option(168, help="Mini-probe tile side in pixels (the canvas is grid x tile).")
     data_seed: int = option(0, help="Seed of the training records; test records use data_seed + 1000.")
-    eval_size: int = option(48, help="Held-out test records.")
+    eval_size: int = option(
+        48,
+        help="Held-out test records (0: no evaluation, e.g. when `vlmrl demo` evaluates through the harness).",
+    )
     eval_samples: int = option(
         4, help="Sampled episodes per test record for Avg@k (the paper's Avg@32); 0: greedy only."
     )
@@ -100,6 +104,8 @@ class MiniO3Config(TrainerConfig):
                 raise ValueError(
                     f"--difficulties: unknown difficulty {name!r}; expected some of {tuple(DIFFICULTY)}"
                 )
+        if self.eval_size < 0:
+            raise ValueError(f"--eval-size must be >= 0, got {self.eval_size}")
         if self.episodes_per_step % self.group_size:
             raise ValueError(
                 f"--episodes-per-step {self.episodes_per_step} must be a multiple of --group-size {self.group_size}"
@@ -358,8 +364,11 @@ def plot_curves(results: dict[str, Any], path: Path, training_turns: int) -> Pat
 # ----------------------------------------------------------------------------- the whole run
 
 
-def run_mini_o3(config: MiniO3Config) -> dict[str, Any]:
-    """Cold start (unless skipped) -> eval -> GRPO with the tool loop -> eval -> results.json."""
+def run_mini_o3(config: MiniO3Config, callbacks: Sequence[Callable[..., None]] = ()) -> dict[str, Any]:
+    """Cold start (unless skipped) -> eval -> GRPO with the tool loop -> eval -> results.json.
+
+    `callbacks(trainer, metrics)` run after every RL step (e.g. to refresh a report); with
+    `eval_size=0` nothing is evaluated (the caller evaluates through the harness itself)."""
     from vlmrl.model import SamplingParams
     from vlmrl.rl.trainer import RewardFunction, Trainer
     from vlmrl.runs import atomic_write_json, read_json, save_run_config
@@ -382,7 +391,8 @@ def run_mini_o3(config: MiniO3Config) -> dict[str, Any]:
         else:
             results["coldstart"] = run_coldstart_sft(policy, config)[-1:]
             policy.save(sft_model)
-    if "after_sft" not in results:
+    evaluating = config.eval_size > 0
+    if evaluating and "after_sft" not in results:
         results["after_sft"] = evaluate_probe(policy, config, "after-sft")
         atomic_write_json(results_path, results)
 
@@ -400,22 +410,29 @@ def run_mini_o3(config: MiniO3Config) -> dict[str, Any]:
         max_rounds=config.max_sampling_rounds,
     )
     trainer = Trainer(
-        policy, source, config, directory, rewards=[RewardFunction("accuracy", reward, 1.0, per_episode=True)]
+        policy,
+        source,
+        config,
+        directory,
+        rewards=[RewardFunction("accuracy", reward, 1.0, per_episode=True)],
+        callbacks=callbacks,
     )
     history = trainer.fit()
 
     # 4. evaluation after RL, the curve, and the trained model.
-    results["after_rl"] = evaluate_probe(policy, config, "after-rl")
-    primary = "sampled" if config.eval_samples > 0 else "greedy"
-    results["primary"] = primary
-    results["gain"] = results["after_rl"][primary]["accuracy"] - results["after_sft"][primary]["accuracy"]
-    results["greedy_gain"] = (
-        results["after_rl"]["greedy"]["accuracy"] - results["after_sft"]["greedy"]["accuracy"]
-    )
+    if evaluating:
+        results["after_rl"] = evaluate_probe(policy, config, "after-rl")
+        primary = "sampled" if config.eval_samples > 0 else "greedy"
+        results["primary"] = primary
+        results["gain"] = results["after_rl"][primary]["accuracy"] - results["after_sft"][primary]["accuracy"]
+        results["greedy_gain"] = (
+            results["after_rl"]["greedy"]["accuracy"] - results["after_sft"]["greedy"]["accuracy"]
+        )
     results["steps"] = trainer.step
     results["overturn_rate"] = [h.get("rollout/overturn_rate") for h in history]
     atomic_write_json(results_path, results)
-    plot_curves(results, directory / "budget_curve.png", config.max_turns)
+    if evaluating:
+        plot_curves(results, directory / "budget_curve.png", config.max_turns)
     policy.save(directory / "model")
     return results
 

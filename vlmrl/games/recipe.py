@@ -142,7 +142,9 @@ def pair_pools(config: VisionZeroConfig):
     )
     train = PairPool(config.pairs, config.data_seed, config.train_pairs, **common)
     held_out = (
-        PairPool(config.pairs, config.data_seed + 1, config.eval_games, **common) if config.eval_games else None
+        PairPool(config.pairs, config.data_seed + 1, config.eval_games, **common)
+        if config.eval_games
+        else None
     )
     return train, held_out
 

@@ -51,7 +51,7 @@ def test_held_out_games_use_pairs_training_never_sees(tmp_path: Path, monkeypatc
 )
 def test_a_short_demo_evaluates_trains_and_replays_spy_games(tmp_path: Path):
     out = tmp_path / "demo"
-    # One thread: on the shared 2-core CPU two threads ran this test 7x slower (377 s).
+    # One thread: on the shared 2-core CPU two threads ran this test 10x slower (377 s against 39 s).
     run_demo(DemoConfig(method="vision-zero", out=str(out), steps=2, eval_size=10, threads=1))
     rows = json.loads((out / "eval" / "comparison.json").read_text())
     accuracy = next(row for row in rows if row["metric"] == "accuracy")

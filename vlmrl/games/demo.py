@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vlmrl.demo import DemoConfig
 
-# About 9 s a step (8 games) with 1 thread on the shared 2-core CPU: half the demo's five minutes.
+# 8-9 s a step (8 games) with 1 thread on the shared 2-core CPU: the whole demo took 4 minutes.
 DEMO_STEPS = 16
 # A game is nine generate calls (four players, two clue rounds, the observer) where a question
 # is one, so the demo plays half as many held-out games as it would ask questions.

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 TASK = "shapes-recognition"
 HELD_OUT_SEED_OFFSET = 1000  # held-out items come from the seed the harness's own tasks start at
-# About 4 s a step with 1 thread on the shared 2-core CPU: two minutes of the demo's five.
+# 2-3 s a step with 1 thread on the shared 2-core CPU: the whole demo took 2 minutes of its five.
 DEMO_STEPS = 30
 ITEMS_PER_STEP = 8  # episodes_per_step / samples below: the learning test's batch
 

@@ -79,3 +79,20 @@ def test_play_prints_a_game_from_a_folder_of_photographs(tmp_path):
         assert expected in result.output
     missing = CliRunner().invoke(app, ["vision-zero", "play", "--pairs", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "nowhere" in missing.output
+
+
+def test_train_without_held_out_evaluation_only_trains(tmp_path):
+    from vlmrl.games.recipe import pair_pools, run_vision_zero
+
+    out = tmp_path / "run"
+    config = VisionZeroConfig(
+        out=str(out), steps=2, episodes_per_step=8, eval_games=0, eval_questions=0, threads=1,
+        clue_tokens=8, decision_tokens=6, checkpoint_every=0,
+    )  # fmt: skip
+    assert pair_pools(config)[1] is None
+    seen = []
+    results = run_vision_zero(config, callbacks=[lambda trainer, metrics: seen.append(trainer.step)])
+    assert seen == [1, 2]
+    assert results["before"] is None and results["after"] is None and results["spy_accuracy_gain"] is None
+    assert not (out / "eval").exists()
+    assert (out / "model" / "model.safetensors").is_file()

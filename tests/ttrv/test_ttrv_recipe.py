@@ -159,3 +159,15 @@ def test_bundled_reference_configs_load_with_the_reference_settings():
         config.validate()
         assert (config.votes, config.samples, config.epochs, config.temperature) == (32, 16, 2.0, 1.0)
         assert (config.learning_rate, config.warmup_ratio, config.beta) == (5e-7, 0.03, 0.001)
+
+
+def test_adapting_without_evaluation_reads_no_label_and_calls_back_every_step(tmp_path):
+    seen = []
+    config = small_config(tmp_path, steps=2, evaluation=False)
+    results = run_ttrv(
+        config, task=trapped_task(), callbacks=[lambda trainer, metrics: seen.append(trainer.step)]
+    )
+    assert seen == [1, 2]
+    assert results["steps"] == 2 and results["adapt_items"] == 3 and "before" not in results
+    assert not (tmp_path / "run" / "eval").exists()
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

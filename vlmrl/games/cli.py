@@ -26,13 +26,13 @@ def train(config: VisionZeroConfig) -> None:
         results = run_vision_zero(config)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
-    before, after = results["before"], results["after"]
-    line = (
-        f"held-out spy identification {before['spy-game']['accuracy']:.3f} -> "
-        f"{after['spy-game']['accuracy']:.3f}"
-    )
-    if "shapes-qa" in after:
-        line += f"; shapes QA {before['shapes-qa']['accuracy']:.3f} -> {after['shapes-qa']['accuracy']:.3f}"
+    before, after = results["before"] or {}, results["after"] or {}
+    parts = [
+        f"{label} {before[task]['accuracy']:.3f} -> {after[task]['accuracy']:.3f}"
+        for task, label in (("spy-game", "held-out spy identification"), ("shapes-qa", "shapes QA"))
+        if task in before and task in after
+    ]
+    line = "; ".join(parts) or "no held-out evaluation (--eval-games 0 --eval-questions 0)"
     Console().print(f"{line}; results in {config.out}/results.json")
 
 

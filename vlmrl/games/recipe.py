@@ -9,6 +9,7 @@ game; role baselines for clues, group-normalised decisions; the phase schedule) 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ class VisionZeroConfig(TrainerConfig):
     train_pairs: int = option(
         4096, help="Training pairs (generated sources: how many; a directory: first N)."
     )
-    eval_games: int = option(100, help="Held-out games (pairs never trained on) for spy identification.")
+    eval_games: int = option(
+        100,
+        help="Held-out games (pairs never trained on) for spy identification (0: skip, e.g. when the harness evaluates).",
+    )
     eval_questions: int = option(200, help="Held-out shapes-QA questions before and after (0: skip).")
     data_seed: int = option(0, help="Seed of the training pairs; held-out pairs use data_seed + 1.")
     resolution: int = option(168, help="Side of generated images in pixels.")
@@ -124,8 +128,8 @@ def game_settings(config: VisionZeroConfig):
 
 
 def pair_pools(config: VisionZeroConfig):
-    """(training pairs, held-out pairs): generated ones differ by seed; a directory's last
-    `eval_games` pairs are held out when it is a pairs dataset."""
+    """(training pairs, held-out pairs): generated ones differ by seed (held out: data_seed + 1);
+    without held-out games (`eval_games` 0) the second is None."""
     from vlmrl.games.engine import PairPool
 
     edits = tuple(e.strip() for e in config.edits.split(",") if e.strip())
@@ -137,17 +141,30 @@ def pair_pools(config: VisionZeroConfig):
         max_side=config.max_side,
     )
     train = PairPool(config.pairs, config.data_seed, config.train_pairs, **common)
-    held_out = PairPool(config.pairs, config.data_seed + 1, config.eval_games, **common)
+    held_out = (
+        PairPool(config.pairs, config.data_seed + 1, config.eval_games, **common)
+        if config.eval_games
+        else None
+    )
     return train, held_out
 
 
-def evaluate_model(policy: Any, config: VisionZeroConfig, held_out: Any, out_dir: Path) -> dict[str, Any]:
-    """Held-out spy identification (and shapes QA on the same scene sizes) through vlmrl.evals."""
-    from vlmrl.evals import evaluate
-    from vlmrl.evals.builtin import shapes_qa_task
+def held_out_spy_game_task(config: VisionZeroConfig, held_out: Any) -> Any:
+    """Held-out spy identification: `eval_games` games on pairs training never sees."""
     from vlmrl.games.evaluation import spy_game_task
 
-    tasks = [spy_game_task(held_out, game_settings(config), config.eval_games, config.data_seed + 1)]
+    return spy_game_task(held_out, game_settings(config), config.eval_games, config.data_seed + 1)
+
+
+def evaluate_model(
+    policy: Any, config: VisionZeroConfig, held_out: Any, out_dir: Path
+) -> dict[str, Any] | None:
+    """Held-out spy identification (and shapes QA on the same scene sizes) through vlmrl.evals;
+    None when both are switched off."""
+    from vlmrl.evals import evaluate
+    from vlmrl.evals.builtin import shapes_qa_task
+
+    tasks = [held_out_spy_game_task(config, held_out)] if held_out is not None else []
     if config.eval_questions:
         tasks.append(
             shapes_qa_task(
@@ -157,6 +174,8 @@ def evaluate_model(policy: Any, config: VisionZeroConfig, held_out: Any, out_dir
                 max_objects=max(2, config.max_objects),
             )
         )
+    if not tasks:
+        return None
     results = evaluate(policy, tasks, out_dir=out_dir, batch_size=50, seed=config.seed, show_progress=False)
     summary = {}
     for name, task in results["tasks"].items():
@@ -164,7 +183,10 @@ def evaluate_model(policy: Any, config: VisionZeroConfig, held_out: Any, out_dir
     return summary
 
 
-def run_vision_zero(config: VisionZeroConfig) -> dict[str, Any]:
+def run_vision_zero(
+    config: VisionZeroConfig, callbacks: Sequence[Callable[..., None]] = ()
+) -> dict[str, Any]:
+    """Train; `callbacks(trainer, metrics)` run after every step (e.g. to refresh a report)."""
     import torch
 
     from vlmrl.games.schedule import PhaseSchedule
@@ -193,7 +215,7 @@ def run_vision_zero(config: VisionZeroConfig) -> dict[str, Any]:
     before = read_json(results_path).get("before") if results_path.is_file() else None
     if before is None:
         before = evaluate_model(policy, config, held_out_pairs, directory / "eval" / "before")
-        if is_main_process():
+        if before is not None and is_main_process():
             atomic_write_json(results_path, {"before": before})
 
     # 3. Self-play: games as a rollout source, phases by the Iterative-SPO schedule.
@@ -216,7 +238,9 @@ def run_vision_zero(config: VisionZeroConfig) -> dict[str, Any]:
 
     # 4. Train with the shared trainer: rewards come from the games, advantages from the source
     #    (clues: reward minus the role's EMA baseline; decisions: normalised over the G samples).
-    trainer = Trainer(policy, source, config, directory, advantage_function=given_advantages)
+    trainer = Trainer(
+        policy, source, config, directory, advantage_function=given_advantages, callbacks=callbacks
+    )
     history = trainer.fit()
 
     # 5. The same evaluation after, and the trained model.
@@ -224,10 +248,8 @@ def run_vision_zero(config: VisionZeroConfig) -> dict[str, Any]:
     results = {
         "before": before,
         "after": after,
-        "spy_accuracy_gain": after["spy-game"]["accuracy"] - before["spy-game"]["accuracy"],
-        "shapes_qa_change": (
-            after["shapes-qa"]["accuracy"] - before["shapes-qa"]["accuracy"] if "shapes-qa" in after else None
-        ),
+        "spy_accuracy_gain": _change(before, after, "spy-game"),
+        "shapes_qa_change": _change(before, after, "shapes-qa"),
         "steps": trainer.step,
         "phase_switches": schedule.switches[-50:],
         "final_reward_mean": history[-1]["reward_mean"] if history else None,
@@ -236,3 +258,10 @@ def run_vision_zero(config: VisionZeroConfig) -> dict[str, Any]:
         atomic_write_json(results_path, results)
         policy.save(directory / "model")
     return results
+
+
+def _change(before: dict[str, Any] | None, after: dict[str, Any] | None, task: str) -> float | None:
+    """after - before of a task's accuracy, or None when it was not evaluated."""
+    if before is None or after is None or task not in before or task not in after:
+        return None
+    return after[task]["accuracy"] - before[task]["accuracy"]

@@ -47,6 +47,9 @@ def adapt(config: TTRVConfig) -> None:
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     metric = results["metric"]
+    if "before" not in results:  # --no-evaluation
+        Console().print(f"adapted on {results['adapt_items']} items; results in {config.out}/results.json")
+        return
     before, after = results["before"]["metrics"][metric], results["after"]["metrics"][metric]
     delta, (low, high) = results["gain"]
     line = f"{results['task']} {metric}: {before:.3f} -> {after:.3f} (gain {delta:+.3f}, 95% CI {low:+.3f}..{high:+.3f})"

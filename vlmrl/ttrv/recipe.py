@@ -13,6 +13,7 @@ receives `Task.unlabeled(doc)` copies, and rewards read only the parsed votes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ class TTRVConfig(TrainerConfig):
         2.0, help="Passes over the adaptation items (reference EPISODE=2); sets steps when steps=0."
     )
     max_new_tokens: int = option(0, help="Most tokens per response (0: the task's own limit).")
+    evaluation: bool = option(
+        True,
+        help="Evaluate greedily on the full set before and after (off: adapt only, e.g. when the harness "
+        "evaluates other items).",
+    )
     self_consistency: bool = option(
         True, help="Also evaluate majority voting over N_vote samples (no training)."
     )
@@ -194,8 +200,16 @@ def item_weight_advantages(config: TTRVConfig):
     return advantages
 
 
-def adapt(config: TTRVConfig, policy: Any, task: Any, docs: list[dict[str, Any]], directory: Path) -> Any:
-    """Test-time RL on `docs` (label-free copies). Returns the Trainer after `fit`."""
+def adapt(
+    config: TTRVConfig,
+    policy: Any,
+    task: Any,
+    docs: list[dict[str, Any]],
+    directory: Path,
+    callbacks: Sequence[Callable[..., None]] = (),
+) -> Any:
+    """Test-time RL on `docs` (label-free copies); `callbacks(trainer, metrics)` run after every
+    step. Returns the Trainer after `fit`."""
     from vlmrl.model import SamplingParams
     from vlmrl.rl.trainer import Trainer
 
@@ -215,6 +229,7 @@ def adapt(config: TTRVConfig, policy: Any, task: Any, docs: list[dict[str, Any]]
         directory,
         rewards=vote_rewards(config),
         advantage_function=item_weight_advantages(config) if config.diversity == "item-weight" else None,
+        callbacks=callbacks,
     )
     trainer.fit()
     return trainer
@@ -228,7 +243,11 @@ def _scores(directory: Path, task: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def run_ttrv(config: TTRVConfig, policy: Any = None, task: Any = None) -> dict[str, Any]:
+def run_ttrv(
+    config: TTRVConfig, policy: Any = None, task: Any = None, callbacks: Sequence[Callable[..., None]] = ()
+) -> dict[str, Any]:
+    """Evaluate, adapt, evaluate again (`evaluation` off: adapt only); `callbacks(trainer,
+    metrics)` run after every step (e.g. to refresh a report)."""
     import torch
 
     from vlmrl.evals import evaluate, get_task
@@ -263,6 +282,23 @@ def run_ttrv(config: TTRVConfig, policy: Any = None, task: Any = None) -> dict[s
         "show_progress": False,
     }
 
+    if not config.evaluation:
+        trainer = adapt(config, policy, task, adaptation, directory, callbacks)
+        results = {
+            "task": task.name,
+            "metric": task.primary_metric,
+            "reward": config.reward,
+            "diversity": config.diversity,
+            "adapt_items": len(adaptation),
+            "eval_items": 0,
+            "steps": trainer.step,
+            "final_reward_mean": trainer.history[-1]["reward_mean"] if trainer.history else None,
+        }
+        if is_main_process():
+            atomic_write_json(directory / "results.json", results)
+            policy.save(directory / "model")
+        return results
+
     # Before: greedy on the full set, and self-consistency at N_vote (both on the base model).
     # Cached predictions make a resumed run skip what it already measured.
     before = evaluate(policy, [task], out_dir=directory / "eval" / "before", **evaluation)
@@ -272,7 +308,7 @@ def run_ttrv(config: TTRVConfig, policy: Any = None, task: Any = None) -> dict[s
         voted = evaluate(policy, [voting], out_dir=directory / "eval" / "self-consistency", **evaluation)
         voted = voted["tasks"][voting.name]
 
-    trainer = adapt(config, policy, task, adaptation, directory)
+    trainer = adapt(config, policy, task, adaptation, directory, callbacks)
 
     after = evaluate(policy, [task], out_dir=directory / "eval" / "after", **evaluation)
     first, second = _scores(directory / "eval" / "before", task), _scores(directory / "eval" / "after", task)

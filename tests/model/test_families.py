@@ -154,3 +154,25 @@ def test_padded_batch_of_different_conversations(family_name):
         assert torch.allclose(
             batched.logprobs[row, :length][mask[:length]], alone[row].logprobs[0][mask[:length]], atol=1e-4
         )
+
+
+@pytest.mark.parametrize("family_name", [family.name for family in FAMILIES])
+def test_freeze_vision_leaves_only_the_language_model_training(family_name):
+    vlm = tiny_random_vlm(family_name, seed=0)
+    total = sum(1 for _ in vlm.model.parameters())
+    frozen = vlm.freeze_vision()
+    trainable = {name for name, p in vlm.model.named_parameters() if p.requires_grad}
+    assert 0 < frozen < total and len(trainable) == total - frozen
+    # What still trains is the language model (and its head); every vision tensor stopped.
+    assert all(("language_model" in name or "text_model" in name or "lm_head" in name) for name in trainable)
+    conversation = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": _image(1, (64, 64))}, {"type": "text", "text": "Hi"}],
+        },
+        {"role": "assistant", "content": "red"},
+    ]
+    scores = vlm.score([conversation])
+    scores.logprobs[scores.action_mask].sum().backward()
+    assert all(p.grad is None for p in vlm.model.parameters() if not p.requires_grad)
+    assert any(p.grad is not None for p in vlm.model.parameters() if p.requires_grad)

@@ -697,6 +697,30 @@ class VLM:
                     weight[new_ids] = weight[:old_vocabulary].mean(dim=0, keepdim=True)
         return ids
 
+    # Module names under which the supported families keep the vision encoder and its
+    # projector into the language model (Qwen-VL: one `visual` module with its merger).
+    VISION_MODULES = frozenset(
+        {"visual", "vision_tower", "vision_model", "multi_modal_projector", "connector", "image_newline"}
+    )
+
+    def freeze_vision(self) -> int:
+        """Stop training the vision encoder and projector; returns how many tensors froze.
+
+        Only the language model (and LoRA adapters on it) then learns, and the update skips
+        the encoder's backward pass.
+        """
+        frozen = 0
+        for name, parameter in self.model.named_parameters():
+            if self.VISION_MODULES.intersection(name.split(".")):
+                parameter.requires_grad_(False)
+                frozen += 1
+        if not frozen:
+            raise ValueError(
+                f"{self.name}: no parameter under {sorted(self.VISION_MODULES)} to freeze "
+                f"(model class {type(self.model).__name__})"
+            )
+        return frozen
+
     def reference(self) -> VLM:
         """A frozen reference policy: a copy, or with LoRA the same weights with adapters off."""
         if self.uses_lora:

@@ -43,6 +43,9 @@ class RLVRConfig(TrainerConfig):
     data_seed: int = option(0, help="Seed of the shapes-qa scenes (held-out scenes use the next seed).")
     format_weight: float = option(0.1, help="Weight of the format reward (the accuracy reward weighs 1).")
     lora_rank: int = option(0, help="LoRA rank (0: full fine-tuning).")
+    freeze_vision: bool = option(
+        False, help="Train the language model only (vision encoder and projector frozen)."
+    )
     threads: int = option(0, help="torch threads (0: torch's default).")
     # Defaults suited to the tiny model on a CPU; real models override them.
     steps: int = option(40, help="Training steps (one collect + update each).")
@@ -124,6 +127,8 @@ def run_rlvr(config: RLVRConfig, callbacks: Sequence[Callable[..., None]] = ()) 
     save_run_config(directory, config)
     lora = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank) if config.lora_rank else None
     policy = VLM.load(config.model, lora=lora)
+    if config.freeze_vision:
+        policy.freeze_vision()
     if config.top_p < 1.0:
         config.recompute_old_logprobs = True  # the sampler's truncated log-probs are not the policy's
     train, train_size, held_out = load_prompts(config)

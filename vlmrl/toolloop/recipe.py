@@ -208,12 +208,7 @@ def run_coldstart_sft(policy: Any, config: MiniO3Config) -> list[dict[str, Any]]
     from vlmrl.rl.sft import SFTSettings, train_sft
     from vlmrl.runs import MetricsLogger
 
-    visual = getattr(policy.model, "visual", None) or getattr(
-        getattr(policy.model, "model", None), "visual", None
-    )
-    if visual is not None:
-        for parameter in visual.parameters():
-            parameter.requires_grad_(False)
+    policy.freeze_vision()
     logger = MetricsLogger(Path(config.out) / "coldstart", tensorboard=False)
     try:
         history = train_sft(

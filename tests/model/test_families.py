@@ -162,7 +162,8 @@ def test_freeze_vision_leaves_only_the_language_model_training(family_name):
     total = sum(1 for _ in vlm.model.parameters())
     frozen = vlm.freeze_vision()
     trainable = {name for name, p in vlm.model.named_parameters() if p.requires_grad}
-    assert 0 < frozen < total and len(trainable) == total - frozen
+    assert 0 < len(frozen) < total and len(trainable) == total - len(frozen)
+    assert vlm.freeze_vision() == []  # already frozen: nothing more to give back
     # What still trains is the language model (and its head); every vision tensor stopped.
     assert all(("language_model" in name or "text_model" in name or "lm_head" in name) for name in trainable)
     conversation = [

@@ -703,22 +703,26 @@ class VLM:
         {"visual", "vision_tower", "vision_model", "multi_modal_projector", "connector", "image_newline"}
     )
 
-    def freeze_vision(self) -> int:
-        """Stop training the vision encoder and projector; returns how many tensors froze.
+    def freeze_vision(self) -> list[torch.nn.Parameter]:
+        """Stop training the vision encoder and projector; returns the tensors it froze (those
+        that were trainable), so a caller can train them again afterwards.
 
         Only the language model (and LoRA adapters on it) then learns, and the update skips
         the encoder's backward pass.
         """
-        frozen = 0
-        for name, parameter in self.model.named_parameters():
-            if self.VISION_MODULES.intersection(name.split(".")):
-                parameter.requires_grad_(False)
-                frozen += 1
-        if not frozen:
+        vision = [
+            parameter
+            for name, parameter in self.model.named_parameters()
+            if self.VISION_MODULES.intersection(name.split("."))
+        ]
+        if not vision:
             raise ValueError(
                 f"{self.name}: no parameter under {sorted(self.VISION_MODULES)} to freeze "
                 f"(model class {type(self.model).__name__})"
             )
+        frozen = [parameter for parameter in vision if parameter.requires_grad]
+        for parameter in frozen:
+            parameter.requires_grad_(False)
         return frozen
 
     def reference(self) -> VLM:

@@ -208,7 +208,7 @@ def run_coldstart_sft(policy: Any, config: MiniO3Config) -> list[dict[str, Any]]
     from vlmrl.rl.sft import SFTSettings, train_sft
     from vlmrl.runs import MetricsLogger
 
-    policy.freeze_vision()
+    frozen = policy.freeze_vision()
     logger = MetricsLogger(Path(config.out) / "coldstart", tensorboard=False)
     try:
         history = train_sft(
@@ -226,9 +226,8 @@ def run_coldstart_sft(policy: Any, config: MiniO3Config) -> list[dict[str, Any]]
         )
     finally:
         logger.close()
-    if visual is not None:
-        for parameter in visual.parameters():
-            parameter.requires_grad_(True)
+    for parameter in frozen:
+        parameter.requires_grad_(True)
     return history
 
 

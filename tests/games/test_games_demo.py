@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
+from demo_checks import check_demo_run
 
 from vlmrl.demo import DemoConfig, run_demo
 from vlmrl.games import demo, recipe
@@ -53,15 +53,8 @@ def test_a_short_demo_evaluates_trains_and_replays_spy_games(tmp_path: Path):
     out = tmp_path / "demo"
     # One thread: on the shared 2-core CPU two threads ran this test 10x slower (377 s against 39 s).
     run_demo(DemoConfig(method="vision-zero", out=str(out), steps=2, eval_size=10, threads=1))
-    rows = json.loads((out / "eval" / "comparison.json").read_text())
-    accuracy = next(row for row in rows if row["metric"] == "accuracy")
-    assert accuracy["task"] == "spy-game" and accuracy["n"] == 5  # 10 questions' worth: 5 games
-    for side in ("before", "after"):
-        predictions = (out / "eval" / side / "predictions" / "spy-game.jsonl").read_text().splitlines()
-        assert len(predictions) == 5
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == [1, 2]
-    episodes = [json.loads(line) for line in (out / "samples" / "step-1.jsonl").read_text().splitlines()]
-    assert episodes and {e["info"]["replay"]["kind"] for e in episodes} == {"spy_game"}
+    # 10 questions' worth of held-out games: 5.
+    run = check_demo_run(out, task="spy-game", metric="accuracy", items=5, steps=2)
+    assert {e["info"]["replay"]["kind"] for e in run.samples} == {"spy_game"}
     assert (out / "model" / "model.safetensors").is_file()
-    assert 'class="replay spy-game"' in (out / "report.html").read_text()
+    assert 'class="replay spy-game"' in run.page

@@ -1,10 +1,10 @@
 """`vlmrl demo --method samtok`: the demo's choices, the recipe without its own evaluation,
 and a short real demo through the report."""
 
-import json
 from pathlib import Path
 
 import pytest
+from demo_checks import check_demo_run
 from helpers import small_tokenizer
 
 from vlmrl.demo import DemoConfig, method_availability, run_demo
@@ -72,21 +72,10 @@ def test_a_short_samtok_demo_compares_and_shows_mask_replays(tmp_path: Path, mon
     monkeypatch.setattr(samtok_demo, "DEMO_TOKENIZER_STEPS", 3)
     monkeypatch.setattr(samtok_demo, "DEMO_SFT_STEPS", 1)
     out = tmp_path / "demo"
-    result = run_demo(DemoConfig(method="samtok", out=str(out), steps=1, eval_size=20, threads=1))
+    run_demo(DemoConfig(method="samtok", out=str(out), steps=1, eval_size=20, threads=1))
     count = samtok_demo.eval_examples(20)
-    rows = json.loads((out / "eval" / "comparison.json").read_text())
-    assert {row["metric"] for row in rows} >= {"gIoU", "cIoU", "N-acc", "format"}
-    assert all(row["task"] == "refseg" and row["n"] == count for row in rows)
-    for stage in ("before", "after"):
-        predictions = (out / "eval" / stage / "predictions" / "refseg.jsonl").read_text().splitlines()
-        assert len(predictions) == count
-    metrics = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in metrics] == [1]
-    saved = [
-        json.loads(line)
-        for path in (out / "samples").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    assert saved and all(episode["info"]["replay"]["kind"] == "mask" for episode in saved)
-    page = result["report"].read_text()
-    assert 'class="replay mask"' in page
+    run = check_demo_run(out, task="refseg", metric="gIoU", items=count, steps=1)
+    assert {row["metric"] for row in run.rows} >= {"gIoU", "cIoU", "N-acc", "format"}
+    assert all(row["task"] == "refseg" and row["n"] == count for row in run.rows)
+    assert all(episode["info"]["replay"]["kind"] == "mask" for episode in run.samples)
+    assert 'class="replay mask"' in run.page

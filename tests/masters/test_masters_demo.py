@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from demo_checks import check_demo_run
 
 from vlmrl import demo
 from vlmrl.demo import DemoConfig, run_demo
 from vlmrl.masters import demo as masters_demo
 from vlmrl.masters.recipe import MastersConfig, run_distill
 from vlmrl.model import VLM
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_masters_is_a_demo_method_with_its_own_starting_model():
@@ -63,18 +59,12 @@ def test_recipe_without_held_out_evaluation_calls_back_after_every_update(tmp_pa
 @pytest.mark.slow
 def test_a_short_masters_demo_writes_the_table_predictions_curves_and_samples(tmp_path):
     out = tmp_path / "demo"
-    result = run_demo(DemoConfig(method="masters", out=str(out), steps=2, eval_size=20))
-    rows = json.loads((out / "eval" / "comparison.json").read_text())
-    accuracy = next(row for row in rows if row["metric"] == "accuracy")
-    assert accuracy["task"] == "shapes-qa" and accuracy["n"] == 20
-    for stage in ("before", "after"):
-        assert len(_lines(out / "eval" / stage / "predictions" / "shapes-qa.jsonl")) == 20
+    run_demo(DemoConfig(method="masters", out=str(out), steps=2, eval_size=20))
+    run = check_demo_run(out, task="shapes-qa", metric="accuracy", items=20, steps=2)
     # The evaluation before training is the student's, not the teacher's (--model).
     student = out / "data" / masters_demo.STUDENT_MODEL
     assert json.loads((out / "eval" / "before" / "results.json").read_text())["model"] == str(student)
-    assert [m["step"] for m in _lines(out / "metrics.jsonl")] == [1, 2]
-    samples = [record for path in sorted((out / "samples").glob("step-*.jsonl")) for record in _lines(path)]
-    assert samples and all(record["info"]["replay"]["kind"] == "qa" for record in samples)
+    assert all(record["info"]["replay"]["kind"] == "qa" for record in run.samples)
     # The report has no view of its own for "qa" replays: they show as conversations.
-    page = result["report"].read_text()
+    page = run.page
     assert 'data-kind="conversation"' in page and '<div class="conversation">' in page

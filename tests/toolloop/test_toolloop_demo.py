@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from demo_checks import check_demo_run
 
 from vlmrl.demo import DemoConfig, method_availability, run_demo
 from vlmrl.toolloop import demo as mini_o3_demo
@@ -82,22 +83,10 @@ def test_a_short_mini_o3_demo_compares_and_shows_tool_trajectories(tmp_path: Pat
     # One cold-start step keeps this test short; the default demo runs DEMO_COLDSTART_STEPS.
     monkeypatch.setattr(mini_o3_demo, "DEMO_COLDSTART_STEPS", 1)
     out = tmp_path / "demo"
-    result = run_demo(DemoConfig(method="mini-o3", out=str(out), steps=1, eval_size=40, threads=1))
+    run_demo(DemoConfig(method="mini-o3", out=str(out), steps=1, eval_size=40, threads=1))
     count = mini_o3_demo.eval_records(40)
-    rows = json.loads((out / "eval" / "comparison.json").read_text())
-    accuracy = [row for row in rows if row["metric"] == "accuracy"]
-    assert len(accuracy) == 1 and accuracy[0]["task"] == "mini-probe" and accuracy[0]["n"] == count
-    assert {"accuracy@1", f"accuracy@{mini_o3_demo.DEMO_EVAL_TURNS}"} <= {row["metric"] for row in rows}
-    for stage in ("before", "after"):
-        predictions = (out / "eval" / stage / "predictions" / "mini-probe.jsonl").read_text().splitlines()
-        assert len(predictions) == count
-    metrics = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in metrics] == [1]
-    saved = [
-        json.loads(line)
-        for path in (out / "samples").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    assert saved and all(episode["info"]["replay"]["kind"] == "tool_trajectory" for episode in saved)
-    page = result["report"].read_text()
-    assert 'class="replay tool-trajectory"' in page
+    run = check_demo_run(out, task="mini-probe", metric="accuracy", items=count, steps=1)
+    assert [row["metric"] for row in run.rows].count("accuracy") == 1
+    assert {"accuracy@1", f"accuracy@{mini_o3_demo.DEMO_EVAL_TURNS}"} <= {row["metric"] for row in run.rows}
+    assert all(episode["info"]["replay"]["kind"] == "tool_trajectory" for episode in run.samples)
+    assert 'class="replay tool-trajectory"' in run.page

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from demo_checks import check_demo_run
 
 from vlmrl.demo import DemoConfig, run_demo
 from vlmrl.evals import get_task
@@ -57,21 +57,11 @@ def test_a_short_demo_evaluates_adapts_and_reports(tmp_path: Path):
     out = tmp_path / "demo"
     # One thread: on the shared 2-core CPU two threads ran this test 6x slower (59 s against 9 s).
     run_demo(DemoConfig(method="ttrv", out=str(out), steps=2, eval_size=12, threads=1))
-    rows = json.loads((out / "eval" / "comparison.json").read_text())
-    accuracy = next(row for row in rows if row["metric"] == "accuracy")
-    assert accuracy["task"] == "shapes-recognition" and accuracy["n"] == 12
-    for side in ("before", "after"):
-        predictions = (
-            (out / "eval" / side / "predictions" / "shapes-recognition.jsonl").read_text().splitlines()
-        )
-        assert len(predictions) == 12
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == [1, 2]
+    run = check_demo_run(out, task="shapes-recognition", metric="accuracy", items=12, steps=2)
     # TTRV has no replay kind of its own: its episodes carry their item's votes and show as
     # conversations.
-    episodes = [json.loads(line) for line in (out / "samples" / "step-1.jsonl").read_text().splitlines()]
-    assert episodes and all(len(e["info"]["votes"]) == 8 and "replay" not in e["info"] for e in episodes)
+    assert all(len(e["info"]["votes"]) == 8 and "replay" not in e["info"] for e in run.samples)
     assert (out / "model" / "model.safetensors").is_file()
-    page = (out / "report.html").read_text()
+    page = run.page
     # The report's GRPO group view: the item's prompt once, then each sampled answer.
     assert 'class="block group"' in page and 'data-kind="conversation"' in page

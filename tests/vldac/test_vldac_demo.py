@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from demo_checks import check_demo_run, read_lines
 
 from vlmrl import demo
 from vlmrl.demo import DemoConfig, run_demo
 from vlmrl.vldac import demo as vldac_demo
 from vlmrl.vldac.recipe import VLDACConfig, run_vldac
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_vldac_is_a_demo_method_with_its_own_starting_model():
@@ -63,24 +59,18 @@ def test_a_short_vldac_demo_writes_the_table_predictions_curves_and_replays(tmp_
     # does not look at.
     monkeypatch.setattr(vldac_demo, "FORMAT_WARMUP_STEPS", 8)
     out = tmp_path / "demo"
-    result = run_demo(DemoConfig(method="vl-dac", out=str(out), steps=3, eval_size=40))
+    run_demo(DemoConfig(method="vl-dac", out=str(out), steps=3, eval_size=40))
     episodes = 40 // vldac_demo.QUESTIONS_PER_EPISODE
-    rows = json.loads((out / "eval" / "comparison.json").read_text())
-    success = next(row for row in rows if row["metric"] == "success")
-    assert success["task"] == "vl-dac-numberline" and success["n"] == episodes
-    assert {"valid_rate", "return", "steps"} <= {row["metric"] for row in rows}
-    for stage in ("before", "after"):
-        assert len(_lines(out / "eval" / stage / "predictions" / "vl-dac-numberline.jsonl")) == episodes
+    run = check_demo_run(out, task="vl-dac-numberline", metric="success", items=episodes, steps=3)
+    assert {"valid_rate", "return", "steps"} <= {row["metric"] for row in run.rows}
     # Both evaluations and the training read the warmed-up model, not tiny itself.
     warmed = out / "data" / vldac_demo.WARMED_MODEL
     assert json.loads((out / "eval" / "before" / "results.json").read_text())["model"] == str(warmed)
     assert "start model" in json.loads((out / "timings.json").read_text())
-    assert [m["step"] for m in _lines(out / "metrics.jsonl")] == [1, 2, 3]
     replays = [
         record["info"]["replay"]
         for path in sorted((out / "samples").glob("episodes-step-*.jsonl"))
-        for record in _lines(path)
+        for record in read_lines(path)
     ]
     assert replays and all(r["kind"] == "env_episode" and r["steps"] for r in replays)
-    page = result["report"].read_text()
-    assert '<div class="replay env-episode">' in page and 'data-kind="env_episode"' in page
+    assert '<div class="replay env-episode">' in run.page and 'data-kind="env_episode"' in run.page

@@ -99,6 +99,28 @@ def test_bad_options_fail_before_any_work(tmp_path: Path):
     assert not (tmp_path / "d").exists()
 
 
+def test_eval_size_zero_takes_the_methods_default(tmp_path: Path, monkeypatch):
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def make_data(config, directory):
+        asked.append(config.eval_size)
+        raise Stop
+
+    monkeypatch.setitem(
+        demo.METHODS,
+        "counted",
+        DemoMethod("counted", "", "vlmrl.runs", make_data, lambda *a: None, eval_size=37),
+    )
+    for given in (0, 12):
+        with pytest.raises(Stop):
+            run_demo(DemoConfig(method="counted", out=str(tmp_path / f"d{given}"), eval_size=given))
+    assert asked == [37, 12]
+    assert demo.METHODS["rlvr"].eval_size == 1000
+
+
 def _figures(out: Path) -> dict:
     """Everything a rerun must repeat: predictions, the comparison, per-step rewards and losses."""
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -95,11 +95,6 @@ def _spread(per_episode: list[torch.Tensor], chunk: list[int], action_mask: torc
     return full
 
 
-def _parameter_device(module: Any) -> torch.device:
-    first = next(iter(module.parameters()), None) if hasattr(module, "parameters") else None
-    return first.device if first is not None else torch.device("cpu")
-
-
 class Trainer:
     def __init__(
         self,
@@ -142,7 +137,7 @@ class Trainer:
             )
         if config.deterministic:
             torch.use_deterministic_algorithms(True)
-        elif _parameter_device(policy.model).type == "cpu":
+        elif policy.device.type == "cpu":
             # On CPU with more than one thread, index_put_(accumulate=True) (the backward of
             # indexing a tensor) adds in an order that varies between runs: two RLVR runs with
             # one seed differed by ~1e-7 from step 2 and drifted apart over 100 steps. The

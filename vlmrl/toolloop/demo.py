@@ -79,9 +79,7 @@ def make_data(config: Any, data_directory: Path) -> list[Any]:
     mini_o3 = demo_config(config, data_directory, eval_size=eval_records(config.eval_size))
     task = probe_task(mini_o3, samples=0)
     # The records are generated from the seed on demand; this listing shows what was asked.
-    records = probe_records(
-        mini_o3.eval_size, mini_o3.data_seed + 1000, mini_o3.difficulty_list, mini_o3.tile
-    )
+    records = probe_records(mini_o3.eval_size, task.settings["seed"], mini_o3.difficulty_list, mini_o3.tile)
     atomic_write_json(
         data_directory / "mini-probe-held-out.json",
         {

@@ -27,10 +27,10 @@ DEMO_LEARNING_RATE = 1.5e-4
 # 10 generations, one per world step, batched across episodes), so `--eval-size` questions'
 # worth of time plays a quarter as many episodes: 200 -> 50.
 QUESTIONS_PER_EPISODE = 4
-# The recipe's held-out seeds (1,000,000 on): training worlds draw 31-bit hashed seeds, so the
-# two do not meet. NumberLine has only 30 (start, target) pairs, so held out means unseen
+# The recipe's held-out seeds (`eval_seed` on): training worlds draw 31-bit hashed seeds, so
+# the two do not meet. NumberLine has only 30 (start, target) pairs, so held out means unseen
 # episodes, not unseen states.
-HELD_OUT_SEED = 1_000_000
+HELD_OUT_SEED = VLDACConfig().eval_seed
 WARMED_MODEL = "format-warmed-model"
 FORMAT_WARMUP_STEPS = VLDACConfig.format_warmup_steps  # the recipe's miniature (60)
 

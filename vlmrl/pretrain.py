@@ -295,10 +295,11 @@ def cell_labels(scene: Any, masks: list[np.ndarray], cell: int) -> dict[str, np.
 BACKGROUND_WORD = " no"  # what a visual token with no object under it should look like (one token)
 
 
-def anchor_token_ids(tokenizer: Any) -> dict[str, Any]:
-    """The token ids visual tokens are aligned to: per attribute, each value's bare word (the form
-    answers use, e.g. "red" in <answer>red</answer>), plus `background` for empty cells. Each
-    must be a single token of the tokenizer."""
+def anchor_token_ids(tokenizer: Any, word_prefix: str = "") -> dict[str, Any]:
+    """The token ids visual tokens are aligned to: per attribute, each value's word with
+    `word_prefix` before it (tiny: the bare word answers use, e.g. "red" in <answer>red</answer>;
+    a pretrained tokenizer: " red", the form running text uses), plus `background` for empty
+    cells. Each must be a single token of the tokenizer."""
     import torch
 
     def single(text: str) -> int:
@@ -310,7 +311,10 @@ def anchor_token_ids(tokenizer: Any) -> dict[str, Any]:
             )
         return pieces[0]
 
-    ids = {a: torch.tensor([single(w) for w in vocabulary[1:]]) for a, vocabulary in CELL_ATTRIBUTES.items()}
+    ids = {
+        a: torch.tensor([single(word_prefix + w) for w in vocabulary[1:]])
+        for a, vocabulary in CELL_ATTRIBUTES.items()
+    }
     ids["background"] = torch.tensor([single(BACKGROUND_WORD)])
     return ids
 
@@ -328,7 +332,9 @@ def freeze_anchor_words(vlm: Any) -> Any:
     return embedding.register_hook(lambda grad: grad * keep)
 
 
-def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict[str, float]]:
+def align_vision(
+    vlm: Any, config: PretrainConfig, log: Any = None, word_prefix: str = ""
+) -> list[dict[str, float]]:
     """Stage 1: train the vision tower so every merged visual token looks like the words naming
     the object under it, in the language model's own embedding space.
 
@@ -361,7 +367,7 @@ def align_vision(vlm: Any, config: PretrainConfig, log: Any = None) -> list[dict
             f"vision output width {visual.config.out_hidden_size} differs from the word embedding "
             f"width {embedding.shape[1]}"
         )
-    ids = {k: v.to(vlm.device) for k, v in anchor_token_ids(vlm.processor.tokenizer).items()}
+    ids = {k: v.to(vlm.device) for k, v in anchor_token_ids(vlm.processor.tokenizer, word_prefix).items()}
     table = embedding.detach().float().clone()
     background = table[ids["background"]][0]
     # per attribute: (values + 1, width) with row 0 (no object) contributing nothing
@@ -593,3 +599,7 @@ def tiny(config: PretrainConfig) -> None:
     typer.echo(precision.summary_line())
     summary = pretrain(config)
     typer.echo(json.dumps(summary["eval"], indent=2))
+
+
+# `vlmrl pretrain smol` lives in its own recipe file; importing it registers the command.
+from vlmrl import pretrain_smol  # noqa: E402,F401

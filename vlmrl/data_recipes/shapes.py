@@ -783,3 +783,57 @@ SHAPES_RECIPE = Recipe(
     tile=_shapes_tile,
     count_columns=("question_type", "answer"),
 )
+
+
+# --------------------------------------------------------------------------- boxes
+
+BOX_TEMPLATE = "Where is the {}? Give its bounding box as [x1, y1, x2, y2] in pixels."
+
+
+def box_question(
+    scene: Scene, boxes: list[list[int]], rng: np.random.Generator, min_area: int = 16
+) -> dict | None:
+    """'Where is the red cube? ...' with the answer the visible box "[x1, y1, x2, y2]" in pixels of
+    the rendered image (as Qwen2.5-VL writes boxes: absolute coordinates). Only objects a
+    description singles out and that show at least `min_area` pixels of box; None if none does."""
+    order = [int(i) for i in rng.permutation(len(scene.objects))]
+    for index in order:
+        x0, y0, x1, y1 = boxes[index]
+        if (x1 - x0) * (y1 - y0) < min_area:
+            continue
+        attributes = unique_description(scene, index, rng)
+        if attributes is None:
+            continue
+        return {
+            "question": BOX_TEMPLATE.format(phrase(attributes)),
+            "answer": f"[{x0}, {y0}, {x1}, {y1}]",
+            "box": [x0, y0, x1, y1],
+            "object_indices": [index],
+            "question_type": "box",
+        }
+    return None
+
+
+def box_record(
+    index: int, seed: int, resolution: int = 168, min_objects: int = 1, max_objects: int = 4
+) -> dict[str, Any]:
+    """Record `index` of the box stream: a scene, a named object and its visible box."""
+    rng = record_rng(seed, index, stream=2)
+    for _ in range(200):
+        scene = sample_scene(rng, min_objects, max_objects)
+        image, _, boxes = render_scene(scene, resolution)
+        question = box_question(scene, boxes, rng)
+        if question is not None:
+            break
+    else:  # pragma: no cover - a scene of 1-4 objects always singles one out in practice
+        raise RuntimeError(f"could not build a box question for record {index} (seed {seed})")
+    return {
+        "id": f"shapes-box-{seed}-{index}",
+        "image": image,
+        "question": question["question"],
+        "answer": question["answer"],
+        "box": question["box"],
+        "question_type": "box",
+        "width": image.width,
+        "height": image.height,
+    }

@@ -10,12 +10,18 @@ visual-probe: interactive visual search with the zoom tool; accuracy by difficul
   turn budget.
 refseg: referring segmentation on shapes scenes; the answer is text with mask tokens that a
   pluggable mask decoder (SAMTok registers one) turns into a mask; cIoU and gIoU.
+shapes-box: where is the named object? Its visible box as [x0, y0, x1, y1] in pixels; mean IoU
+  and accuracy at IoU >= 0.5.
+text-read: what is written in the image? Exact match up to case and whitespace.
+text-kept: text-only questions with exact answers (arithmetic, comparisons, counts, facts), to
+  check that a VLM kept its language model's text skills.
 env-success tasks come from `interactive.environment_task` with a method's environment.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +29,23 @@ import numpy as np
 
 from vlmrl.evals.interactive import zoom_search
 from vlmrl.evals.loaders import extract_answer, qa_aggregate, qa_messages, qa_score
-from vlmrl.evals.metrics import cumulative_iou, generalized_iou, mask_intersection_union, mean_metrics
+from vlmrl.evals.metrics import (
+    box_iou,
+    cumulative_iou,
+    generalized_iou,
+    mask_intersection_union,
+    mean_metrics,
+    normalize_answer,
+)
 from vlmrl.evals.tasks import Interaction, Task, TaskError, register_task
-from vlmrl.model.formats import VOTE_INSTRUCTION, FormatFailure, format_clues, parse_vote
+from vlmrl.model.formats import (
+    VOTE_INSTRUCTION,
+    FormatFailure,
+    format_clues,
+    parse_box,
+    parse_number,
+    parse_vote,
+)
 from vlmrl.model.types import SamplingParams
 
 DEFAULT_SEED = 1000  # evaluation streams start away from seed 0, the usual training seed
@@ -336,6 +356,191 @@ def spy_vote_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 112)
     )
 
 
+# ----------------------------------------------------------------------------- boxes
+
+BOX_IOU_THRESHOLD = 0.5  # a box counts as found at IoU >= 0.5, as in RefCOCO grounding (Acc@0.5)
+
+
+def shapes_box_score(doc: dict[str, Any], output: str) -> dict[str, Any]:
+    """IoU of the answer's box (`parse_box` on the final answer) with the object's visible box,
+    0.0 when no box parses; `accuracy_iou50` (also `accuracy`, the name recipes and reports read
+    by default): IoU >= BOX_IOU_THRESHOLD; `format`: a box parsed."""
+    answer, _ = extract_answer(output)
+    box = parse_box(answer)
+    parsed = not isinstance(box, FormatFailure)
+    iou = box_iou(box, doc["box"]) if parsed else 0.0
+    found = float(iou >= BOX_IOU_THRESHOLD)
+    return {"iou": iou, "accuracy": found, "accuracy_iou50": found, "format": float(parsed)}
+
+
+def shapes_box_task(
+    n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 168, min_objects: int = 1, max_objects: int = 4
+) -> Task:
+    from vlmrl.data_recipes.shapes import box_record
+
+    def docs(limit: int | None) -> list[dict[str, Any]]:
+        records = [
+            box_record(i, seed, resolution, min_objects, max_objects) for i in range(min(n, limit or n))
+        ]
+        return [{**_qa_doc(r), "box": r["box"], "width": r["width"], "height": r["height"]} for r in records]
+
+    return Task(
+        name="shapes-box",
+        docs=docs,
+        to_messages=qa_messages,
+        score=shapes_box_score,
+        aggregate=mean_metrics,
+        max_new_tokens=32,
+        description="the visible box [x0, y0, x1, y1] of a named object in a shapes scene (IoU)",
+        settings={
+            "n": n,
+            "seed": seed,
+            "resolution": resolution,
+            "min_objects": min_objects,
+            "max_objects": max_objects,
+        },
+        label_keys=("answer", "box"),
+    )
+
+
+# ----------------------------------------------------------------------------- reading text
+
+
+def whitespace_case_normalized(text: str) -> str:
+    """Lower case, runs of whitespace (line breaks too) as one space, no outer spaces."""
+    return " ".join(text.lower().split())
+
+
+def text_read_score(doc: dict[str, Any], output: str) -> dict[str, Any]:
+    """accuracy: the final answer equals the written text up to case and whitespace (lines may
+    be joined by spaces or line breaks); nothing else is forgiven, since the words and digits
+    are what is read (the text 'seven' is not read right as '7'). format: a well-formed <answer>
+    block, as in qa_score."""
+    answer, formatted = extract_answer(output)
+    correct = whitespace_case_normalized(answer) == whitespace_case_normalized(doc["answer"])
+    return {"accuracy": float(correct), "format": float(formatted), "question_type": doc["question_type"]}
+
+
+def text_read_task(n: int = 200, seed: int = DEFAULT_SEED, resolution: int = 168) -> Task:
+    from vlmrl.data_recipes.text_images import text_record
+
+    return Task(
+        name="text-read",
+        docs=lambda limit: [_qa_doc(text_record(i, seed, resolution)) for i in range(min(n, limit or n))],
+        to_messages=qa_messages,
+        score=text_read_score,
+        aggregate=qa_aggregate,
+        max_new_tokens=32,
+        description="read the words and numbers printed in an image (exact match)",
+        settings={"n": n, "seed": seed, "resolution": resolution},
+    )
+
+
+# ----------------------------------------------------------------------------- kept text skills
+
+# A number in digits, not inside a word or after a decimal point ("7-5=2" gives 7, 5, 2), with
+# optional thousands commas ("1,000").
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?")
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_NUMBER_WORDS = {
+    **{word: value for value, word in enumerate(_UNITS)},
+    **{word: 20 + 10 * index for index, word in enumerate(_TENS)},
+    "hundred": 100,
+    "thousand": 1000,
+}
+
+
+def last_number(text: str) -> float | None:
+    """The last number written in digits; if there are none, the last number word ('seven',
+    'twenty-four'; a word alone, so 'three hundred' reads as 100); None if neither."""
+    digits = _NUMBER_IN_TEXT.findall(text)
+    if digits:
+        return float(digits[-1].replace(",", ""))
+    words = re.findall(r"[a-z]+", text.lower())
+    values = []
+    for index, word in enumerate(words):
+        if word not in _NUMBER_WORDS:
+            continue
+        if index > 0 and words[index - 1] in _TENS and 1 <= _NUMBER_WORDS[word] <= 9:
+            values[-1] += _NUMBER_WORDS[word]  # 'twenty-four', 'twenty four'
+        else:
+            values.append(_NUMBER_WORDS[word])
+    return float(values[-1]) if values else None
+
+
+def kept_answer_correct(answer: str, expected: str) -> bool:
+    """The rule of text-kept, meant for the short free answers of a chat model.
+
+    A numeric expected answer: the LAST number of the answer (`last_number`) equals it, so
+    '7 + 5 = 12' and 'There are seven days' are right and '12 or 13' is not. A word expected
+    answer: it appears as whole words in the answer, ignoring case, articles and punctuation
+    (`normalize_answer`), so 'The capital of France is Paris.' is right and 'Parisian' is not.
+    """
+    number = parse_number(expected)
+    if not isinstance(number, FormatFailure):
+        found = last_number(answer)
+        return found is not None and found == number
+    wanted = normalize_answer(expected)
+    return bool(wanted) and f" {wanted} " in f" {normalize_answer(answer)} "
+
+
+def text_kept_score(doc: dict[str, Any], output: str) -> dict[str, Any]:
+    """accuracy by `kept_answer_correct` on the final answer (the <answer> block or \\boxed{} if
+    the model writes one, else its whole text)."""
+    answer, _ = extract_answer(output)
+    return {
+        "accuracy": float(kept_answer_correct(answer, doc["answer"])),
+        "question_type": doc["question_type"],
+    }
+
+
+def text_kept_task(ids: list[str] | None = None) -> Task:
+    """Every question of `vlmrl.evals.text_questions`, or only those in `ids` (e.g. the ones a
+    base model answers right, so a later score is the share of its text skills kept); the
+    documents keep the list's order whatever the order of `ids`."""
+    from vlmrl.evals.text_questions import TEXT_QUESTIONS
+
+    questions = list(TEXT_QUESTIONS)
+    if ids is not None:
+        if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
+            raise TaskError(f"text-kept ids must be a list of question ids (strings), got {ids!r}")
+        known = {q.id for q in TEXT_QUESTIONS}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise TaskError(
+                f"text-kept ids {unknown[:5]} are not questions of vlmrl.evals.text_questions "
+                f"(ids look like {TEXT_QUESTIONS[0].id!r}, {TEXT_QUESTIONS[-1].id!r})"
+            )
+        if not ids:
+            raise TaskError("text-kept ids is empty: pass None for every question, or at least one id")
+        wanted = set(ids)
+        questions = [q for q in questions if q.id in wanted]
+    selected = [
+        {
+            "id": q.id,
+            "images": [],
+            "question": q.question,
+            "answer": q.answer,
+            "question_type": q.question_type,
+        }
+        for q in questions
+    ]
+    return Task(
+        name="text-kept",
+        docs=lambda limit: [dict(doc) for doc in selected[:limit]],
+        to_messages=qa_messages,
+        score=text_kept_score,
+        aggregate=qa_aggregate,
+        max_new_tokens=24,
+        description="text-only questions with exact answers: does the VLM keep its language model's skills?",
+        settings={"ids": None if ids is None else [q.id for q in questions]},
+    )
+
+
 # ----------------------------------------------------------------------------- visual probe
 
 PROBE_DIFFICULTIES = ("easy", "medium", "hard")
@@ -493,4 +698,7 @@ register_task(
 register_task("charts-choice", chart_choice_task, "charts-qa as multiple choice A-D")
 register_task("spy-vote", spy_vote_task, "'Who is the spy' vote from a transcript of clues and the image")
 register_task("visual-probe", visual_probe_task, "zoom-tool visual search, by difficulty and turn budget")
+register_task("shapes-box", shapes_box_task, "box of a named object in a shapes scene, IoU and Acc@0.5")
+register_task("text-read", text_read_task, "read the text printed in an image, exact match")
+register_task("text-kept", text_kept_task, "text-only questions: arithmetic, comparisons, counts, facts")
 register_task("refseg", refseg_task, "referring segmentation through mask tokens (needs a mask decoder)")

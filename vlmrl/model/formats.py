@@ -9,6 +9,7 @@ Formats (the tiny default is pretrained on exactly these):
 - tool call: `<tool_call>{"name": "zoom", "arguments": {...}}</tool_call>`
 - vote:      an answer whose value names a player, e.g. `<answer>3</answer>`
 - boxed:     `\\boxed{VALUE}`, the final-answer convention of math-style reasoning models
+- box:       `[x0, y0, x1, y1]`, a bounding box in pixels (exclusive ends), as Qwen2.5-VL writes one
 
 `extract_final_answer` turns any of these into the plain answer a stock benchmark parser expects
 (lmms-eval tasks, user datasets whose references are plain answers).
@@ -28,6 +29,8 @@ TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 _TOOL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _INTEGER = re.compile(r"[-+]?\d+")
 _BOXED = re.compile(r"\\boxed\s*\{")
+_BOX_NUMBER = r"\s*([-+]?\d+(?:\.\d+)?)\s*"
+_BOX = re.compile(r"\[" + ",".join([_BOX_NUMBER] * 4) + r"\]")
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,30 @@ def parse_number(text: Any) -> float | FormatFailure:
     if value != value or value in (float("inf"), float("-inf")):
         return FormatFailure(f"{text!r} is not a finite number")
     return value
+
+
+def parse_box(text: Any) -> tuple[float, float, float, float] | FormatFailure:
+    """The last `[x0, y0, x1, y1]` in the text (four plain numbers in square brackets) as a box,
+    or why there is none.
+
+    The last one, as the final answer is the last `<answer>` block: a model that corrects itself
+    is scored on its correction. Ends are exclusive, so a box must have x0 < x1 and y0 < y1: an
+    empty or flipped box is a format error, not a box with zero overlap. Coordinates may be
+    negative or past the image (a box partly outside it is wrong, not malformed).
+    """
+    if not isinstance(text, str):
+        return FormatFailure(f"expected text, got {type(text).__name__}")
+    last = None
+    for match in _BOX.finditer(text):
+        last = match
+    if last is None:
+        return FormatFailure("no [x0, y0, x1, y1] box of four numbers")
+    x0, y0, x1, y1 = (float(value) for value in last.groups())
+    if not all(abs(value) < float("inf") for value in (x0, y0, x1, y1)):
+        return FormatFailure(f"box {last.group()[:60]!r} has a coordinate too large to be a number")
+    if not (x0 < x1 and y0 < y1):
+        return FormatFailure(f"box {last.group()[:60]!r} is empty or flipped (needs x0 < x1 and y0 < y1)")
+    return (x0, y0, x1, y1)
 
 
 # Instructions the tiny default is pretrained to follow. Methods use these same texts so the

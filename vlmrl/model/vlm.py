@@ -91,13 +91,17 @@ class VLM:
         lora: LoraSettings | dict | None = None,
         trust_remote_code: bool = False,
     ) -> VLM:
-        """Load `spec`: "tiny", "tiny-teacher", a local directory or a hub id."""
+        """Load `spec`: "smol", "tiny", "tiny-teacher", a local directory or a hub id."""
         from transformers import AutoConfig, AutoProcessor
 
         torch_device = _resolve_device(device)
         torch_dtype = weights_dtype(torch_device, dtype)
         spec = str(spec)
-        if spec in ("tiny", "tiny-teacher"):
+        if spec == "smol":
+            from vlmrl.model.smol import load_smol
+
+            vlm = load_smol(dtype=torch_dtype)
+        elif spec in ("tiny", "tiny-teacher"):
             from vlmrl.model.tiny import load_tiny
 
             vlm = load_tiny(spec, dtype=torch_dtype)
@@ -477,7 +481,9 @@ class VLM:
         """One forward pass over whole conversations; log-probs of every token given its prefix.
 
         Runs under the caller's grad mode (enable grad for a loss). `action_mask` marks the
-        assistant's own tokens; every loss in the suite selects tokens with it. With
+        assistant's own tokens; every loss in the suite selects tokens with it. Log-probs are
+        those of the action tokens: other positions hold 0 (they are computed too only when
+        `entropy` or `hidden_states` is asked for, which need every position's logits). With
         `distributions`, also the full log-softmax over the vocabulary at each action token
         (`action_log_distributions`), for divergences between two models' distributions.
         """
@@ -488,20 +494,34 @@ class VLM:
                 raise ConversationError(
                     f"conversation {index}: {len(item.input_ids)} tokens exceed the model's context of {limit}"
                 )
+        length = max(len(e.input_ids) for e in encoded)
+        action_rows = [e.action_mask + [False] * (length - len(e.action_mask)) for e in encoded]
+        # Positions whose logits some loss reads: those predicting an action token of any row.
+        # With a 49k-word vocabulary the full logits tensor (and its backward) costs more than
+        # the whole decoder on CPU, so without entropy or hidden states only these are computed.
+        kept = None
+        if not (entropy or hidden_states):
+            kept = torch.tensor(
+                [t - 1 for t in range(1, length) if any(row[t] for row in action_rows)], dtype=torch.long
+            )
         with self._adapter_context():
             shared = None if hidden_states else self._logits_with_shared_prompts(encoded)
             if shared is not None:
                 inputs, logits = shared
+                kept = None
             else:
                 inputs = self._batch(encoded, padding_side="right", share_images=True)
+                extra = {} if kept is None else {"logits_to_keep": kept.to(self.device)}
                 output = self.model(
-                    **self._model_inputs(inputs), output_hidden_states=hidden_states, use_cache=False
+                    **self._model_inputs(inputs), output_hidden_states=hidden_states, use_cache=False, **extra
                 )
-                logits = output.logits[:, :-1]
+                logits = output.logits if kept is not None else output.logits[:, :-1]
         logits = logits.float()
         if temperature != 1.0:
             logits = logits / temperature
         targets = inputs["input_ids"][:, 1:]
+        if kept is not None:
+            targets = targets[:, kept.to(targets.device)]
         placeholders = self._vision_placeholder_ids()
         if placeholders:
             # The sampler never samples vision placeholder ids (see _generate_chunk), so the
@@ -515,6 +535,12 @@ class VLM:
         log_normaliser = torch.logsumexp(logits_for_normaliser, dim=-1)
         token_logprobs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_normaliser
         batch, length = inputs["input_ids"].shape
+        if kept is not None:  # back to one value per position; unkept ones are never actions
+            positions = kept.to(logits.device)
+            full = torch.zeros(batch, length - 1, device=logits.device, dtype=token_logprobs.dtype)
+            token_logprobs = full.index_copy(1, positions, token_logprobs)
+            full_normaliser = torch.zeros(batch, length - 1, device=logits.device, dtype=log_normaliser.dtype)
+            log_normaliser = full_normaliser.index_copy(1, positions, log_normaliser)
         zeros = torch.zeros(batch, 1, device=logits.device, dtype=token_logprobs.dtype)
         logprobs = torch.cat([zeros, token_logprobs], dim=1)
         entropies = None
@@ -532,8 +558,12 @@ class VLM:
         action_log_distributions = None
         if distributions:
             # logits[:, t - 1] predicts token t; position 0 is never an action.
-            chosen = logits_for_normaliser[action_mask[:, 1:]]
-            action_log_distributions = chosen - log_normaliser[action_mask[:, 1:]].unsqueeze(-1)
+            selected = action_mask[:, 1:]
+            if kept is not None:
+                chosen = logits_for_normaliser[selected[:, kept.to(selected.device)]]
+            else:
+                chosen = logits_for_normaliser[selected]
+            action_log_distributions = chosen - log_normaliser[selected].unsqueeze(-1)
         return TokenScores(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"].bool(),

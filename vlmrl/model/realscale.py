@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 TEXT_HIDDEN = 64
@@ -36,10 +37,12 @@ def _shrink_text(text: dict[str, Any]) -> None:
         text.get("num_key_value_heads", text["num_attention_heads"]),
     )
     head_dim = text.get("head_dim") or text["hidden_size"] // heads
-    text["head_dim"] = head_dim  # M-RoPE sections are halves of this width: it must not change
+    # M-RoPE sections split half of the head width, and the Qwen attention classes derive the
+    # head width from hidden_size / heads: one KV head with its real share of query heads at
+    # the real head width is the narrowest model that keeps both.
     text["num_key_value_heads"] = 1
     text["num_attention_heads"] = heads // kv_heads
-    text["hidden_size"] = TEXT_HIDDEN
+    text["hidden_size"] = head_dim * (heads // kv_heads)
     text["intermediate_size"] = 2 * TEXT_HIDDEN
     text["num_hidden_layers"] = 2
     if "max_window_layers" in text:
@@ -60,10 +63,10 @@ def _shrink_qwen_vl(config: dict[str, Any]) -> None:
             intermediate_size=2 * VISION_HIDDEN,
             num_heads=2,
             fullatt_block_indexes=[1],
-            out_hidden_size=TEXT_HIDDEN,
+            out_hidden_size=text["hidden_size"],
         )
     else:  # Qwen2-VL: embed_dim is the tower's width, hidden_size the merger's output
-        vision.update(depth=2, embed_dim=VISION_HIDDEN, num_heads=2, hidden_size=TEXT_HIDDEN)
+        vision.update(depth=2, embed_dim=VISION_HIDDEN, num_heads=2, hidden_size=text["hidden_size"])
 
 
 def _shrink_internvl(config: dict[str, Any]) -> None:
@@ -117,3 +120,124 @@ _SHRINKERS = {
     "internvl": _shrink_internvl,
     "sam2": _shrink_sam2,
 }
+
+
+def padded_tokenizer(tokens: dict[str, Any], chat_template: str):
+    """The project tokenizer laid out like a real one: its special tokens at the real ids.
+
+    `tokens` is a real tokenizer's `tokens.json` fact sheet (`special`, `added`: name -> id,
+    `tokenizer_length`, `pad_token`, `eos_token`). The project's byte-level BPE keeps its low
+    ids; unreachable filler entries stand in for the rest of the real vocabulary, so that the
+    special tokens sit at the real ids and the tokenizer is as long as the real one.
+    """
+    import json
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from vlmrl.model.tokenizer import train_tokenizer
+
+    base = json.loads(train_tokenizer().backend_tokenizer.to_str())
+    claimed = {**tokens["special"], **tokens["added"]}
+    taken = set(claimed.values())
+    vocabulary = {name: i for name, i in base["model"]["vocab"].items() if name not in claimed}
+    for index in range(len(vocabulary), tokens["tokenizer_length"]):
+        if index not in taken:
+            vocabulary[f"<|filler_{index}|>"] = index
+    base["model"]["vocab"] = vocabulary
+    base["added_tokens"] = [
+        {
+            "id": index,
+            "content": name,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": name not in tokens["special"],
+            "special": name in tokens["special"],
+        }
+        for name, index in sorted(claimed.items(), key=lambda item: item[1])
+    ]
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(base)),
+        eos_token=tokens["eos_token"],
+        pad_token=tokens["pad_token"],
+        clean_up_tokenization_spaces=False,
+        model_max_length=32768,
+    )
+    wrapped.chat_template = chat_template
+    if len(wrapped) != tokens["tokenizer_length"]:
+        raise ValueError(f"padded tokenizer has {len(wrapped)} tokens, expected {tokens['tokenizer_length']}")
+    return wrapped
+
+
+def shrunk_vlm(folder: str | Path, directory: str | Path, max_pixels: int = 112 * 112, seed: int = 0) -> Path:
+    """Save a shrunk, random-weight model of the real config in `folder` with a padded tokenizer.
+
+    `folder` holds the real `config.json`, `preprocessor_config.json` and `tokens.json`
+    (tests/fixtures/real_configs/); `max_pixels` cuts the image processor's token budget.
+    The result loads with `VLM.load(directory)`.
+    """
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from vlmrl.model.families import FAMILY_BY_NAME, INTERNVL_NAMED, _qwen_style_template, _with_named_tokens
+    from vlmrl.model.tokenizer import CHAT_TEMPLATE
+
+    folder, directory = Path(folder), Path(directory)
+    real = json.loads((folder / "config.json").read_text())
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    tokens = json.loads((folder / "tokens.json").read_text())
+    config = shrink_config(real)
+    config.pop("_source", None)
+    model_type = config.pop("model_type")
+    if model_type == "internvl":
+        from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor
+
+        template = _qwen_style_template(FAMILY_BY_NAME["internvl"].image_marker)
+        tokenizer = _with_named_tokens(padded_tokenizer(tokens, template), INTERNVL_NAMED)
+        side = int(max_pixels**0.5) // 28 * 28
+        size = {"height": side, "width": side}
+        processor = InternVLProcessor(
+            image_processor=GotOcr2ImageProcessor(
+                size=size,
+                crop_to_patches=False,
+                image_mean=settings["image_mean"],
+                image_std=settings["image_std"],
+            ),
+            tokenizer=tokenizer,
+            video_processor=InternVLVideoProcessor(size=size),
+            image_seq_length=int((side // config["vision_config"]["patch_size"][0]) ** 2 * 0.25),
+            chat_template=template,
+        )
+        config["vision_config"]["image_size"] = [side, side]
+        config["image_seq_length"] = processor.image_seq_length
+    else:
+        from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+        if model_type == "qwen2_5_vl":
+            from transformers import Qwen2_5_VLProcessor as Processor
+        else:
+            from transformers import Qwen2VLProcessor as Processor
+        tokenizer = padded_tokenizer(tokens, CHAT_TEMPLATE)
+        image_processor = Qwen2VLImageProcessor(
+            min_pixels=settings["min_pixels"],
+            max_pixels=max_pixels,
+            patch_size=settings["patch_size"],
+            merge_size=settings["merge_size"],
+            temporal_patch_size=settings["temporal_patch_size"],
+            image_mean=settings["image_mean"],
+            image_std=settings["image_std"],
+        )
+        processor = Processor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=Qwen2VLVideoProcessor(),
+            chat_template=CHAT_TEMPLATE,
+        )
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(AutoConfig.for_model(model_type, **config))
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

@@ -61,8 +61,19 @@ def _masters():
     return MastersConfig, run_distill, {**cuts, "judge": "", "resolution": 112}
 
 
+def _games():
+    from vlmrl.games.recipe import VisionZeroConfig, run_vision_zero
+
+    cuts = {"episodes_per_step": 8, "train_pairs": 4, "eval_games": 0, "eval_questions": 0}
+    return (
+        VisionZeroConfig,
+        run_vision_zero,
+        {**cuts, "clue_tokens": 8, "decision_tokens": 8, "resolution": 112},
+    )
+
+
 # What runs a package's configs: its config class, its run function, its own cuts.
-PACKAGES = {"vldac": _vldac, "ttrv": _ttrv, "masters": _masters}
+PACKAGES = {"vldac": _vldac, "ttrv": _ttrv, "masters": _masters, "games": _games}
 MODEL_FIELDS = ("model", "teacher", "student")
 
 

@@ -75,6 +75,41 @@ def test_image_tokens_and_sequence_length():
     assert plan.rollout_sequences({}) == 1
 
 
+def test_totals_add_the_terms_and_shard_only_what_fsdp_shards():
+    facts = plan.ModelFacts(
+        "toy",
+        1000,
+        linear_shapes=[(8, 8)],
+        layers=2,
+        hidden=8,
+        heads=2,
+        kv_heads=1,
+        head_dim=4,
+        vocabulary=10,
+        tile=28,
+    )
+    settings = {
+        "beta": 0.04,
+        "max_new_tokens": 4,
+        "resolution": 28,
+        "gradient_checkpointing": True,
+        "group_size": 2,
+    }
+    _, details = plan.plan_rows(settings, "games", facts, gpus=2)
+    assert details["sequence"] == 1 + 128 + 4  # one 28 px image token, prompt text, response
+    # per GPU, not sharded: checkpointed activations 2 x 2 x 133 x 8 + 34 x 133 x 8 = 40432,
+    # logits 133 x 10 x 4 = 5320, KV cache 2 x 2 x 1 x 4 x (2 x 133) x 2 = 8512
+    transient = 40432 + 5320 + 8512
+    # full: weights 2000 + gradients 2000 + AdamW 4000 + reference 2000; LoRA r16: 16 x 16 = 256
+    # parameters (512 + 512 + 1024 bytes) beside the frozen 2000-byte weights
+    assert details["totals"] == {
+        "full_one_gpu": 10000 + transient,
+        "full_sharded": 5000 + transient,
+        "lora_one_gpu": 4048 + transient,
+        "lora_sharded": 2024 + transient,
+    }
+
+
 def test_real_parameter_counts_from_the_public_configs():
     """Built on the meta device from the fixtures; the Hub lists 8.29B and 3.75B parameters."""
     seven = plan.model_facts(plan.REAL_CONFIGS / "Qwen2.5-VL-7B-Instruct", "7B")

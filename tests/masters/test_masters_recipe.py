@@ -108,3 +108,47 @@ def test_bundled_configs_load_into_the_config_dataclass():
         config = load_yaml(MastersConfig, path)
         assert config.episodes_per_step % config.responses == 0 and config.beta == 0.1
         assert config.generate_config().repetition_penalty == 1.05
+
+
+def test_padded_vocabularies_are_compared_over_the_tokenizers_tokens_micro_batch_by_micro_batch(
+    tmp_path, teacher
+):
+    """Qwen2.5-VL-7B (152064 rows) teaching 3B (151936): rows that differ by padding only.
+
+    The teacher is scored on at most one micro-batch of responses at a time, in the reward pass
+    and in the loss alike.
+    """
+    from vlmrl.masters.recipe import shared_vocabulary
+
+    student = drop_layers(VLM.load("tiny"), [0])
+    rows = teacher.model.get_output_embeddings().weight.shape[0]
+    student.model.resize_token_embeddings(rows + 64)  # padding past the tokenizer's tokens
+    assert shared_vocabulary(teacher, student) == len(teacher.tokenizer) <= rows
+    seen: list[int] = []
+    original = teacher.score
+
+    def counted(conversations, *args, **kwargs):
+        seen.append(len(conversations))
+        return original(conversations, *args, **kwargs)
+
+    teacher.score = counted
+    try:
+        config = MastersConfig(
+            steps=2,
+            data_dir=str(tmp_path / "data"),
+            out=str(tmp_path / "run"),
+            **{**SMALL, "micro_batch_size": 3, "eval_size": 0},
+        )
+        results = run_distill(config, teacher=teacher, student=student)
+    finally:
+        del teacher.score
+    assert results["student_updates"] == 2
+    assert seen and max(seen) <= 3  # 8 responses per step, never more than the micro-batch of 3
+    metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert all(math.isfinite(m["jsd"]) and 0.0 <= m["reward/distill_mean"] <= 1.0 for m in metrics)
+
+    other = drop_layers(VLM.load("tiny"), [0])
+    other.model.resize_token_embeddings(rows + 64)
+    other.tokenizer.add_tokens(["<not-in-the-teacher>"])
+    with pytest.raises(ValueError, match="must share a tokenizer"):
+        shared_vocabulary(teacher, other, "7b", "3b")

@@ -51,3 +51,14 @@ def test_judge_verdict_parser_is_total():
         parse_judgement(text)
     prompt = judge_prompt("What colour?", "red", "<answer>blue</answer>")
     assert "red" in prompt and "blue" in prompt and "What colour?" in prompt
+
+
+def test_shared_log_distributions_renormalise_over_the_shared_tokens():
+    from vlmrl.masters.rewards import shared_log_distributions
+
+    # (0.2, 0.3, 0.5) over 3 rows, of which 2 are real tokens: (0.4, 0.6) over them
+    rows = _log([[0.2, 0.3, 0.5]])
+    assert torch.allclose(
+        shared_log_distributions(rows, 2).exp(), torch.tensor([[0.4, 0.6]], dtype=rows.dtype)
+    )
+    assert shared_log_distributions(rows, 3) is rows  # equal rows: untouched

@@ -13,7 +13,7 @@ embedding. The CPU miniature is a small random-initialised config at 128 px.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,10 @@ class MaskTokenizerConfig:
     # around the untrained encoder; see README). Off for pretrained SAM2.
     centre_skip: bool = True
     sam2: str = ""  # a local directory with SAM2 weights (Sam2Model.from_pretrained); "" = random init
+    # The SAM2 architecture the tokenizer was built from (`Sam2Config.to_dict()`). Set when
+    # real weights are loaded (`sam2`) so that a saved tokenizer rebuilds that architecture,
+    # not the miniature that the fields above describe; empty = build from the fields above.
+    sam2_architecture: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -113,8 +117,14 @@ class MaskTokenizer(nn.Module):
         from transformers.models.sam2.modeling_sam2 import Sam2MaskDecoder
 
         self.config = config or MaskTokenizerConfig()
-        if self.config.sam2:
-            self.sam = Sam2Model.from_pretrained(self.config.sam2)
+        if self.config.sam2 or self.config.sam2_architecture:
+            if self.config.sam2:
+                self.sam = Sam2Model.from_pretrained(self.config.sam2)
+            else:
+                from transformers import Sam2Config
+
+                self.sam = Sam2Model(Sam2Config.from_dict(self.config.sam2_architecture))
+            self.config.sam2_architecture = _architecture(self.sam.config)
             self.config.image_size = int(self.sam.prompt_encoder.input_image_size)
             self.config.hidden_size = int(self.sam.config.mask_decoder_config.hidden_size)
         else:
@@ -316,6 +326,14 @@ class MaskTokenizer(nn.Module):
         model.load_state_dict(state)
         model.eval()
         return model
+
+
+def _architecture(config: Any) -> dict[str, Any]:
+    """A `Sam2Config` as a JSON-ready dict without the fields that name a checkpoint or dtype."""
+    values = config.to_dict()
+    for key in ("_name_or_path", "transformers_version", "dtype", "torch_dtype"):
+        values.pop(key, None)
+    return values
 
 
 def _box(mask: torch.Tensor) -> torch.Tensor:

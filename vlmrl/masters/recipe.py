@@ -335,9 +335,16 @@ class MaskedTeacher:
             apply_masks(self.vlm.model, ratio)
             self.ratio = ratio
 
-    def log_distributions(self, episodes: list, temperature: float = 1.0) -> list:
-        """Per episode, the masked teacher's [action tokens, vocab] log-distributions."""
+    def log_distributions(
+        self, episodes: list, temperature: float = 1.0, vocabulary: int | None = None
+    ) -> list:
+        """Per episode, the masked teacher's [action tokens, vocab] log-distributions.
+
+        `vocabulary`: keep (and renormalise over) the first that many tokens only.
+        """
         import torch
+
+        from vlmrl.masters.rewards import shared_log_distributions
 
         results: list = [None] * len(episodes)
         for ratio in sorted({float(e.info.get("ratio", 0.0)) for e in episodes}, reverse=True):
@@ -348,10 +355,39 @@ class MaskedTeacher:
                     [episodes[i].messages for i in chosen], temperature=temperature, distributions=True
                 )
             rows = scores.action_log_distributions.float()
+            if vocabulary is not None:
+                rows = shared_log_distributions(rows, vocabulary)
             counts = scores.action_mask.sum(1).tolist()
             for i, piece in zip(chosen, torch.split(rows, counts)):
                 results[i] = piece
         return results
+
+
+def shared_vocabulary(
+    teacher: Any, student: Any, teacher_name: str = "teacher", student_name: str = "student"
+) -> int:
+    """How many leading tokens the teacher's and the student's distributions are compared over.
+
+    Equal output rows: all of them. Rows that differ (padding past the tokenizer's real tokens,
+    as Qwen2.5-VL-7B's 152064 and 3B's 151936): the tokenizer's tokens, which both models must
+    share and both must cover.
+    """
+    teacher_rows = teacher.model.get_output_embeddings().weight.shape[0]
+    student_rows = student.model.get_output_embeddings().weight.shape[0]
+    if teacher_rows == student_rows:
+        return teacher_rows
+    tokens = len(teacher.tokenizer)
+    if len(student.tokenizer) != tokens or teacher.tokenizer.get_vocab() != student.tokenizer.get_vocab():
+        raise ValueError(
+            f"teacher '{teacher_name}' and student '{student_name}' must share a tokenizer "
+            f"({tokens} and {len(student.tokenizer)} tokens; output rows {teacher_rows} and {student_rows})"
+        )
+    if tokens > min(teacher_rows, student_rows):
+        raise ValueError(
+            f"the tokenizer of '{teacher_name}' has {tokens} tokens but the models have only "
+            f"{teacher_rows} and {student_rows} output rows"
+        )
+    return tokens
 
 
 def judge_accuracy(judge: Any, episodes: list, max_new_tokens: int = 8) -> list[float]:
@@ -411,7 +447,7 @@ def run_distill(
     """Train; `callbacks(trainer, metrics)` run after every update (e.g. to refresh a report)."""
     import torch
 
-    from vlmrl.masters.rewards import distill_rewards, jensen_shannon
+    from vlmrl.masters.rewards import distill_rewards, jensen_shannon, shared_log_distributions
     from vlmrl.masters.student import load_student
     from vlmrl.model import VLM
     from vlmrl.rl.distributed import is_main_process
@@ -430,13 +466,7 @@ def run_distill(
     started = time.perf_counter()
     teacher = teacher or VLM.load(config.teacher)
     student = student or load_student(config.student, config.teacher, config.student_layers)
-    teacher_vocabulary = teacher.model.get_output_embeddings().weight.shape[0]
-    student_vocabulary = student.model.get_output_embeddings().weight.shape[0]
-    if teacher_vocabulary != student_vocabulary:
-        raise ValueError(
-            f"teacher '{config.teacher}' and student '{config.student}' must share a tokenizer "
-            f"(vocabularies of {teacher_vocabulary} and {student_vocabulary} rows)"
-        )
+    vocabulary = shared_vocabulary(teacher, student, config.teacher, config.student)
     data_dir = Path(config.data_dir)
     run_generate(config.generate_config(), teacher=teacher, student=student)
 
@@ -459,14 +489,14 @@ def run_distill(
     if config.judge:
         judge = teacher if config.judge in ("teacher", config.teacher) else VLM.load(config.judge)
     step_tokens = {"count": 1.0}
-    # The masked teacher's distributions of this step's responses, kept from the reward pass
-    # for the loss (tiny vocabularies; a real run can drop the cache and pay a second pass).
-    teacher_cache: dict[int, torch.Tensor] = {}
+    # Teacher and student distributions ([tokens, vocabulary] each: about 0.6 GB per
+    # 1024-token response at Qwen's 152k vocabulary) are scored micro-batch by micro-batch and
+    # dropped after it: the reward pass keeps one float per response, and the loss scores the
+    # teacher again on the trainer's micro-batch.
 
     def accuracy(batch: list) -> list[float]:
         # Rewards see the whole step first: its token count normalises the JSD term.
         step_tokens["count"] = float(max(1, sum(e.action_token_count for e in batch)))
-        teacher_cache.clear()
         if judge is None:
             return [accuracy_reward(e) for e in batch]
         if judge is teacher:
@@ -475,32 +505,30 @@ def run_distill(
 
     def distill(batch: list) -> list[float]:
         """R_distill (Eq. 7) from each response's mean token JSD to the masked teacher."""
-        teacher_rows = masked_teacher.log_distributions(batch, config.temperature)
-        teacher_cache.update({id(e): rows for e, rows in zip(batch, teacher_rows)})
-        with torch.no_grad():
-            scores = student.score(
-                [e.messages for e in batch], temperature=config.temperature, distributions=True
+        divergences: list[float] = []
+        for start in range(0, len(batch), config.micro_batch_size):
+            chunk = batch[start : start + config.micro_batch_size]
+            teacher_rows = masked_teacher.log_distributions(chunk, config.temperature, vocabulary)
+            with torch.no_grad():
+                scores = student.score(
+                    [e.messages for e in chunk], temperature=config.temperature, distributions=True
+                )
+            student_rows = torch.split(
+                shared_log_distributions(scores.action_log_distributions.float(), vocabulary),
+                scores.action_mask.sum(1).tolist(),
             )
-        student_rows = torch.split(
-            scores.action_log_distributions.float(), scores.action_mask.sum(1).tolist()
-        )
-        divergences = [float(jensen_shannon(t, s).mean()) for t, s in zip(teacher_rows, student_rows)]
+            divergences += [
+                float(jensen_shannon(t.to(s.device), s).mean()) for t, s in zip(teacher_rows, student_rows)
+            ]
+            del teacher_rows, student_rows, scores
         for episode, value in zip(batch, divergences):
             episode.info["jsd"] = value
         return distill_rewards(divergences, [e.group for e in batch])
 
     def jsd_loss(scores: Any, batch: list) -> tuple[torch.Tensor, dict[str, float]]:
         """The JSD term of Eq. 8, summed over tokens and divided by the step's token count."""
-        missing = [e for e in batch if id(e) not in teacher_cache]
-        if missing:
-            teacher_cache.update(
-                {
-                    id(e): rows
-                    for e, rows in zip(missing, masked_teacher.log_distributions(missing, config.temperature))
-                }
-            )
-        teacher_rows = torch.cat([teacher_cache[id(e)] for e in batch])
-        student_rows = scores.action_log_distributions.float()
+        teacher_rows = torch.cat(masked_teacher.log_distributions(batch, config.temperature, vocabulary))
+        student_rows = shared_log_distributions(scores.action_log_distributions.float(), vocabulary)
         divergence = jensen_shannon(teacher_rows.to(student_rows.device), student_rows)
         loss = config.jsd_weight * divergence.sum() / step_tokens["count"]
         return loss, {"jsd": float(divergence.detach().mean())}

@@ -2,6 +2,7 @@
 
 - `jensen_shannon`: the distillation divergence D between the masked teacher's and the
   student's token distributions (Eq. 4-5).
+- `shared_log_distributions`: distributions over the tokens two padded vocabularies share.
 - `distill_rewards`: R_distill = (D_max - D) / (D_max - D_min) over one question's responses
   (Eq. 7): the response the student already matches best gets 1, the worst 0.
 - `parse_judgement`: the LLM judge's verdict, parsed totally (Eq. 6, R_acc).
@@ -30,6 +31,20 @@ def jensen_shannon(teacher_log_probs: torch.Tensor, student_log_probs: torch.Ten
     teacher_term = torch.where(teacher.exp() > 0, teacher.exp() * (teacher - mixture), 0.0)
     student_term = torch.where(student.exp() > 0, student.exp() * (student - mixture), 0.0)
     return 0.5 * (teacher_term.sum(-1) + student_term.sum(-1))
+
+
+def shared_log_distributions(log_probs: torch.Tensor, size: int) -> torch.Tensor:
+    """Log-distributions restricted to the first `size` tokens and renormalised over them.
+
+    Two models of one family can pad their output rows differently past the tokenizer's real
+    tokens (Qwen2.5-VL-7B: 152064 rows, 3B: 151936, for 151665 tokens); their distributions
+    are compared over the tokens they share. Where `size` is the whole last axis the input is
+    returned as it is.
+    """
+    if size == log_probs.shape[-1]:
+        return log_probs
+    kept = log_probs[..., :size]
+    return kept - torch.logsumexp(kept, dim=-1, keepdim=True)
 
 
 def distill_rewards(divergences: Sequence[float], groups: Sequence[Hashable]) -> list[float]:

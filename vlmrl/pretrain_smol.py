@@ -434,12 +434,15 @@ def pretrain_smol(config: SmolPretrainConfig) -> dict[str, Any]:
         align_vision(vlm, align_config, log=logger.log, word_prefix=" ")
         timings["align_minutes"] = (time.time() - stage_started) / 60
 
-    def evaluate(step: int) -> dict[str, float]:
-        return evaluate_smol(vlm, 100, directory / "eval" / f"step-{step}")
-
     def stage(number: int, steps: int, learning_rate: float) -> None:
         if not steps:
             return
+
+        def evaluate(step: int) -> dict[str, float]:
+            # One directory per stage and step: the harness reuses predictions cached under a
+            # directory, so stage 2's step 150 must not read stage 1's.
+            return evaluate_smol(vlm, 100, directory / "eval" / f"stage{number}-step-{step}")
+
         stage_started = time.time()
         offset = config.align_steps + (config.frozen_steps if number == 2 else 0)
         settings = SFTSettings(

@@ -330,7 +330,7 @@ def evaluate_card(vlm: Any, questions: int, out_dir: Path, kept_ids: list[str] |
         card[name] = {
             "metrics": {k: float(v) for k, v in entry["metrics"].items() if isinstance(v, (int, float))},
             "intervals": entry.get("intervals", {}),
-            "items": len(task.load_docs(questions)) if name == "text-kept" else questions,
+            "items": len(kept_ids) if name == "text-kept" and kept_ids else questions,
         }
     return card
 

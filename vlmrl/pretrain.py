@@ -82,21 +82,22 @@ class PretrainConfig:
     )
 
 
-def parse_mixture(text: str) -> dict[str, float]:
+def parse_mixture(text: str, skills: tuple[str, ...] = SKILLS) -> dict[str, float]:
+    """'qa=3,caption=1' -> {'qa': 0.75, 'caption': 0.25}: weights of `skills`, normalised."""
     weights: dict[str, float] = {}
     for item in text.split(","):
         if not item.strip():
             continue
         name, _, value = item.partition("=")
         name = name.strip()
-        if name not in SKILLS:
-            raise ValueError(f"mixture: unknown skill '{name}'; expected some of {SKILLS}")
+        if name not in skills:
+            raise ValueError(f"mixture: unknown skill '{name}'; expected some of {skills}")
         try:
             weights[name] = float(value)
         except ValueError as error:
             raise ValueError(f"mixture: weight of '{name}' is not a number: {value!r}") from error
-    if not weights or sum(weights.values()) <= 0:
-        raise ValueError(f"mixture '{text}' gives no positive weight")
+    if not weights or sum(weights.values()) <= 0 or min(weights.values()) < 0:
+        raise ValueError(f"mixture '{text}' gives no positive weight (or a negative one)")
     total = sum(weights.values())
     return {k: v / total for k, v in weights.items()}
 

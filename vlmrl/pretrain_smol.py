@@ -36,7 +36,7 @@ import numpy as np
 import typer
 
 from vlmrl.config import command, option
-from vlmrl.pretrain import _assistant, _user, align_vision, app, evaluate_shapes_qa
+from vlmrl.pretrain import _assistant, _user, align_vision, app, evaluate_shapes_qa, parse_mixture
 
 SMOL_SKILLS = ("qa", "caption", "object", "box", "text", "chart")
 # The language model's projections that get LoRA adapters (the vision tower trains in full).
@@ -91,22 +91,7 @@ class SmolPretrainConfig:
 
 
 def parse_smol_mixture(text: str) -> dict[str, float]:
-    weights: dict[str, float] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        name, _, value = item.partition("=")
-        name = name.strip()
-        if name not in SMOL_SKILLS:
-            raise ValueError(f"mixture: unknown skill '{name}'; expected some of {SMOL_SKILLS}")
-        try:
-            weights[name] = float(value)
-        except ValueError as error:
-            raise ValueError(f"mixture: weight of '{name}' is not a number: {value!r}") from error
-    if not weights or sum(weights.values()) <= 0 or min(weights.values()) < 0:
-        raise ValueError(f"mixture '{text}' gives no positive weight (or a negative one)")
-    total = sum(weights.values())
-    return {k: v / total for k, v in weights.items()}
+    return parse_mixture(text, SMOL_SKILLS)
 
 
 # ----------------------------------------------------------------------------- conversations

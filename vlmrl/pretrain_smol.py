@@ -47,9 +47,7 @@ LORA_TARGETS = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|
 class SmolPretrainConfig:
     """Teach SmolLM2-135M-Instruct to see: the recipe that builds the embedded default `smol`."""
 
-    out: str = option(
-        "pretrain-smol", help="Run name: its directory is runs/NAME (metrics, trained parts, model card)."
-    )
+    out: str = option("runs/pretrain-smol", help="Run directory (metrics, trained parts, model card).")
     vision_start: str = option(
         "tiny",
         help="Where the vision tower starts: 'tiny' (its trained tower, merger output widened) or 'random'.",
@@ -392,7 +390,7 @@ def pretrain_smol(config: SmolPretrainConfig) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     weights = parse_smol_mixture(config.mixture)
-    directory = run_directory(config.out)
+    directory = run_directory(config.out, root=".")  # --out is a path, as in every other command
     save_run_config(directory, config)
     logger = MetricsLogger(directory)
     started = time.time()
